@@ -7,6 +7,9 @@ are statuses of the returned `Verdict`.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import import_module
 from typing import Callable
 
@@ -22,12 +25,25 @@ REGISTRY: dict[str, str] = {
     "freetext": "verifiers.freetext:verify",
 }
 
+# Kinds whose verifier cannot hang the caller: string comparison, or the code sandbox, which enforces its own
+# wall-clock limit on a subprocess. Everything else (math: sympy can run for minutes) goes to worker processes.
+IN_PROCESS = frozenset({"choice", "freetext", "code"})
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_PROCESSES = max(1, min(4, os.cpu_count() or 1))
+
+_POOL = None  # the shared verifiers.pool.WorkerPool, started on first use: workers outlive a call, not the process
+_POOL_LOCK = threading.Lock()
+
+
+def _target(kind: str) -> str:
+    if kind not in REGISTRY:
+        raise ValueError(f"no verifier for kind {kind!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[kind]
+
 
 def get_verifier(kind: str) -> Verifier:
     """The verifier for an answer kind: `get_verifier("math")(problem, "\\frac12")`."""
-    if kind not in REGISTRY:
-        raise ValueError(f"no verifier for kind {kind!r}; known: {sorted(REGISTRY)}")
-    module, fn = REGISTRY[kind].split(":")
+    module, fn = _target(kind).split(":")
     return getattr(import_module(module), fn)
 
 
@@ -35,6 +51,35 @@ def verify(problem: Problem, output: str) -> Verdict:
     return get_verifier(problem.kind)(problem, output)
 
 
-def verify_many(items: list[tuple[Problem, str]]) -> list[Verdict]:
-    """Verdicts for many (problem, output) pairs, in order. Stages call this, never a verifier in a loop."""
-    return [verify(problem, output) for problem, output in items]
+def _pool(processes: int):
+    global _POOL
+    from verifiers.pool import WorkerPool
+
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.processes != processes:
+            if _POOL is not None:
+                _POOL.close()
+            _POOL = WorkerPool(processes, preload=[REGISTRY[k] for k in sorted(REGISTRY) if k not in IN_PROCESS])
+        return _POOL
+
+
+def verify_many(
+    items: list[tuple[Problem, str]], *, timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = DEFAULT_PROCESSES
+) -> list[Verdict]:
+    """Verdicts for many (problem, output) pairs, in order. Stages call this, never a verifier in a loop.
+
+    Kinds in `IN_PROCESS` run here (string work, or a verifier that bounds its own subprocesses); every other
+    kind runs in a pool of `processes` worker processes, and an item that takes longer than `timeout_s` seconds
+    gets `Verdict(status="timeout")` while its worker is killed and replaced. Safe to call from any thread.
+    """
+    verdicts: list[Verdict | None] = [None] * len(items)
+    pooled = [i for i, (problem, _) in enumerate(items) if problem.kind not in IN_PROCESS]
+    local = [i for i, (problem, _) in enumerate(items) if problem.kind in IN_PROCESS]
+    with ThreadPoolExecutor(max_workers=processes) as threads:  # code runs in subprocesses: overlap them
+        for i, verdict in zip(local, threads.map(lambda i: verify(*items[i]), local)):
+            verdicts[i] = verdict
+    if pooled:
+        jobs = [(_target(items[i][0].kind), *items[i]) for i in pooled]
+        for i, verdict in zip(pooled, _pool(processes).run(jobs, timeout_s)):
+            verdicts[i] = verdict
+    return verdicts
