@@ -10,7 +10,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -122,7 +122,14 @@ def load_problems(source: ProblemSource) -> list[Problem]:
     return problems
 
 
-def split_of(problem: Problem, eval_fraction: float, seed: int) -> Literal["pool", "eval"]:
-    """Question-level split by a hash of (task, id): a problem is in the pool or held out, in every run."""
-    h = hashlib.sha256(f"{seed}:{problem.task}:{problem.id}".encode()).digest()
-    return "eval" if int.from_bytes(h[:8], "big") / 2**64 < eval_fraction else "pool"
+def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) -> tuple[list[Problem], list[Problem]]:
+    """Question-level split: the `eval_fraction` of problems with the lowest hash of (seed, task, id) is held out.
+
+    Ranking by hash keeps the split exact for small sets and independent of file order; a problem is in the
+    pool or held out, never both.
+    """
+    def rank(p: Problem) -> bytes:
+        return hashlib.sha256(f"{seed}:{p.task}:{p.id}".encode()).digest()
+
+    held = {id(p) for p in sorted(problems, key=rank)[: round(len(problems) * eval_fraction)]}
+    return [p for p in problems if id(p) not in held], [p for p in problems if id(p) in held]

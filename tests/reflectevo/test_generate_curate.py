@@ -1,0 +1,147 @@
+"""Generation and curation on a scripted engine: exact outcomes, no model needed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from models.prompts import INSTRUCTIONS
+from reflectevo.curate import CurateConfig, JudgeResult, build_sets, states_gold
+from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.schema import Problem
+
+
+def choice(i: int, gold: str) -> Problem:
+    return Problem(id=f"q{i}", task="choice", kind="choice", question=f"Question {i}?", answer=gold,
+                   choices=["red", "green", "blue", "white"])
+
+
+def reply(prompt: str, sample: int) -> str:
+    """First trials answer A; reflection sample 0 suggests C, sample 1 suggests nothing new;
+    a second trial answers C when its reflection suggested C, else A again."""
+    if "Reflect on the attempt" in prompt:
+        return "Consider option C instead." if sample == 0 else "Check each step again."
+    if "Your reflection on that attempt" in prompt:
+        return "Again: Finish[C]" if "Consider option C" in prompt else "Again: Finish[A]"
+    return "Step by step.\nFinish[A]"
+
+
+@pytest.fixture
+def problems():
+    return [choice(0, "A"), choice(1, "C"), choice(2, "B")]
+
+
+class TestGeneration:
+    def test_reflects_only_on_wrong_first_trials(self, scripted_engine, problems):
+        trajectories, _ = run_round_steps(scripted_engine(reply), problems, GenerateConfig(reflections=2), 1, 0)
+        assert [t.first.status for t in trajectories] == ["correct", "wrong", "wrong"]
+        assert [len(t.reflections) for t in trajectories] == [0, 2, 2]
+        assert [r.second.status for r in trajectories[1].reflections] == ["correct", "wrong"]
+
+    def test_one_batched_engine_call_per_step(self, scripted_engine, problems):
+        engine = scripted_engine(reply)
+        run_round_steps(engine, problems, GenerateConfig(reflections=2, instructions=2), 1, 0)
+        sizes = [(len(prompts), s.n, s.temperature) for prompts, s in engine.calls]
+        assert sizes == [(3, 1, 0.0), (4, 2, 0.8), (8, 1, 0.0)]
+
+    def test_stored_prompts_are_the_prompts_sent(self, scripted_engine, problems):
+        engine = scripted_engine(reply)
+        trajectories, _ = run_round_steps(engine, problems, GenerateConfig(), 1, 0)
+        sent = {p for prompts, _ in engine.calls for p in prompts}
+        stored = {t.first.prompt for t in trajectories} | {
+            p for t in trajectories for r in t.reflections for p in (r.prompt, r.second.prompt)}
+        assert stored == sent
+        for t in trajectories:
+            assert t.first.output not in t.first.prompt
+            for r in t.reflections:
+                assert r.text not in r.prompt and r.second.output not in r.second.prompt
+
+    def test_instructions_are_seeded_recorded_pool_keys(self, scripted_engine, problems):
+        cfg = GenerateConfig(instructions=3, reflections=1, seed=7)
+        first, _ = run_round_steps(scripted_engine(reply), problems, cfg, 1, 0)
+        again, _ = run_round_steps(scripted_engine(reply), problems, cfg, 1, 0)
+        ids = [[r.instruction_id for r in t.reflections] for t in first]
+        assert ids == [[r.instruction_id for r in t.reflections] for t in again]
+        assert all(i in INSTRUCTIONS for row in ids for i in row) and len(set(ids[1])) == 3
+        for t in first:
+            for r in t.reflections:
+                assert INSTRUCTIONS[r.instruction_id] in r.prompt
+
+
+class AlwaysFirst:
+    name = "test-judge"
+
+    def compare(self, items):
+        return [JudgeResult(winner=0, prompts=["p0", "p1"], verdicts=["Finish[A]", "Finish[B]"]) for _ in items]
+
+
+class Inconsistent(AlwaysFirst):
+    def compare(self, items):
+        return [JudgeResult(winner=None, prompts=["p0", "p1"], verdicts=["Finish[A]", "Finish[A]"]) for _ in items]
+
+
+def fixing_reply(prompt: str, sample: int) -> str:
+    if "Reflect on the attempt" in prompt:
+        return ["Consider option C instead.", "Option C fits better.", "Check each step again."][sample]
+    if "Your reflection on that attempt" in prompt:
+        return "Again: Finish[C]" if "option c" in prompt.lower() else "Again: Finish[A]"
+    return "Finish[A]"
+
+
+class TestCuration:
+    def trajectories(self, scripted_engine, engine_reply=fixing_reply):
+        problems = [choice(1, "C"), choice(2, "B")]
+        return run_round_steps(scripted_engine(engine_reply), problems, GenerateConfig(reflections=3), 1, 0)[0]
+
+    def test_dplus_is_exactly_the_fixing_reflections(self, scripted_engine):
+        sets, counts = build_sets(self.trajectories(scripted_engine), CurateConfig(), None)
+        assert sorted(r.reflection for r in sets["dplus"]) == ["Consider option C instead.", "Option C fits better."]
+        assert all(r.second_trial_answer == "C" and r.problem_id == "q1" for r in sets["dplus"])
+        assert counts["dplus"] == 2 and counts["reflections"] == 6
+
+    def test_dpm_pairs_fixing_with_not_fixing_under_one_prompt(self, scripted_engine):
+        sets, _ = build_sets(self.trajectories(scripted_engine), CurateConfig(max_pm_pairs_per_problem=1), None)
+        assert len(sets["dpm"]) == 1
+        pair = sets["dpm"][0]
+        assert pair.chosen.startswith(("Consider", "Option")) and pair.rejected == "Check each step again."
+        assert pair.second_trial_answer_chosen == "C" and pair.second_trial_answer_rejected == "A"
+
+    def test_dpref_keeps_judge_verdicts_and_drops_disagreement(self, scripted_engine):
+        trajectories = self.trajectories(scripted_engine)
+        sets, _ = build_sets(trajectories, CurateConfig(), AlwaysFirst())
+        assert len(sets["dpref"]) == 1
+        assert sets["dpref"][0].judge == "test-judge" and sets["dpref"][0].judge_verdicts == ["Finish[A]", "Finish[B]"]
+        sets, counts = build_sets(trajectories, CurateConfig(), Inconsistent())
+        assert sets["dpref"] == [] and counts["dropped_judge_inconsistent"] == 1
+
+    def test_reflection_stating_gold_answer_is_filtered(self, scripted_engine):
+        def leaky(prompt, sample):
+            if "Reflect on the attempt" in prompt:
+                return ["The correct answer is C.", "Consider option C instead.", "Finish[C]"][sample]
+            return fixing_reply(prompt, sample)
+
+        sets, counts = build_sets(self.trajectories(scripted_engine, leaky), CurateConfig(), None)
+        assert [r.reflection for r in sets["dplus"]] == ["Consider option C instead."]
+        assert counts["dropped_states_gold_answer"] == 3  # two on q1 (gold C); `Finish[` on q2 too
+
+    def test_duplicate_reflections_are_dropped(self, scripted_engine):
+        def same(prompt, sample):
+            return "Consider option C instead." if "Reflect on the attempt" in prompt else fixing_reply(prompt, sample)
+
+        sets, counts = build_sets(self.trajectories(scripted_engine, same), CurateConfig(), None)
+        assert len(sets["dplus"]) == 1 and counts["dropped_duplicate"] == 4  # two repeats on each problem
+
+
+@pytest.mark.parametrize("text,leaks", [
+    ("The answer is C.", True), ("the correct option: (c)", True), ("Finish[A]", True),
+    ("Option C looks plausible, check it.", False), ("Re-check the sum.", False),
+])
+def test_states_gold(text, leaks):
+    assert states_gold(choice(0, "C"), text) is leaks
+
+
+def test_states_gold_for_math():
+    p = Problem(id="m", task="math", kind="math", question="1/2+1/4?", answer=r"\frac{3}{4}")
+    assert states_gold(p, r"so the answer is \frac{3}{4}")
+    assert not re.search("3/4", "no leak") and not states_gold(p, "add the fractions with a common denominator")
