@@ -1,0 +1,363 @@
+"""Code answers in the bubblewrap sandbox: correct programs pass, and hostile ones can neither pass nor touch the host.
+
+Every hostile program is written so that *if its attack worked* it would define a correct `add`; a verdict other
+than "correct" therefore means the attack failed, and the host checks after each run make sure of the rest.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from reflectevo.schema import Problem
+from verifiers import code as code_verifier
+from verifiers import sandbox
+from verifiers.sandbox import Limits, plan_test
+
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bwrap not installed (apt-get install -y --no-install-recommends bubblewrap)"
+)
+FAST = Limits(wall_s=2.0, cpu_s=1)
+TESTS = ["assert add(2, 3) == 5", "assert add(10, -4) == 6"]
+
+
+def problem(tests=TESTS, setup: str = "") -> Problem:
+    return Problem(id="c1", task="mbpp", kind="code", question="Write add(a, b).", answer="", tests=tests,
+                   test_setup_code=setup)
+
+
+def verify(output: str, **kwargs):
+    return code_verifier.verify(problem(**kwargs), output, rich_feedback=True, limits=FAST)
+
+
+class TestPlanning:
+    def test_expected_values_stay_with_the_judge(self):
+        _, [(combine, leaves)] = plan_test("assert add(2, 3) == (1, [5])", {"add"})
+        assert combine == "_v0 == (1, [5])"
+        assert leaves == [("add(2, 3)", "eval")]
+
+    def test_builtin_wrappers_and_math_are_evaluated_by_the_judge(self):
+        _, [(combine, leaves)] = plan_test("assert set(f(1)) == {1} and math.isclose(g(2), 0.5)", {"f", "g"})
+        assert combine == "set(_v0) == {1} and math.isclose(_v1, 0.5)"
+        assert [leaf for leaf, _ in leaves] == ["f(1)", "g(2)"]
+
+    def test_a_builtin_the_program_redefines_is_the_programs(self):
+        _, [(combine, leaves)] = plan_test("assert max(3) == 3", {"max"})
+        assert (combine, leaves) == ("_v0 == 3", [("max(3)", "eval")])
+
+    def test_statements_before_the_assert_run_in_the_candidates_process(self):
+        _, steps = plan_test("x = f(1)\nassert x == 2", {"f"})
+        assert steps == [(None, [("x = f(1)", "exec")]), ("_v0 == 2", [("x", "eval")])]
+
+
+class TestExtraction:
+    def test_fenced_block_with_a_definition_wins(self):
+        output = "Here:\n```python\nprint('usage')\n```\nand\n```python\ndef add(a, b):\n    return a + b\n```"
+        assert code_verifier.extract_code(output) == "def add(a, b):\n    return a + b"
+
+    def test_unfenced_text_is_the_code(self):
+        assert code_verifier.extract_code("def f():\n    pass\n") == "def f():\n    pass"
+
+    @pytest.mark.parametrize("output", ["", "   \n", "```python\n```"])
+    def test_no_code_is_unparseable(self, output):
+        assert code_verifier.verify(problem(), output).status == "unparseable"
+
+
+def test_missing_bwrap_is_an_error_that_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install -y --no-install-recommends bubblewrap"):
+        code_verifier.verify(problem(), "def add(a, b):\n    return a + b")
+
+
+@needs_bwrap
+class TestVerdicts:
+    def test_correct_program(self):
+        verdict = code_verifier.verify(problem(), "```python\ndef add(a, b):\n    return a + b\n```")
+        assert (verdict.status, verdict.reason) == ("correct", "all tests passed")
+        assert verdict.parsed_answer == "def add(a, b):\n    return a + b"
+
+    def test_wrong_program_gets_binary_feedback_by_default(self):
+        verdict = code_verifier.verify(problem(), "def add(a, b):\n    return a - b")
+        assert (verdict.status, verdict.reason) == ("wrong", "a test failed")
+
+    def test_rich_feedback_names_the_failing_test_and_the_value(self):
+        verdict = verify("def add(a, b):\n    print('debug', a, b)\n    return a * b")
+        assert verdict.status == "wrong"
+        assert "assert add(2, 3) == 5" in verdict.reason and "add(2, 3) = 6" in verdict.reason
+        assert "debug 2 3" in verdict.reason  # the program's output tail
+
+    def test_exception_is_a_runtime_error_with_the_traceback(self):
+        verdict = verify("def add(a, b):\n    return a / 0")
+        assert verdict.status == "runtime_error"
+        assert "ZeroDivisionError" in verdict.reason and 'candidate.py", line 2, in add' in verdict.reason
+
+    def test_syntax_error_is_a_runtime_error(self):
+        verdict = verify("def add(a, b)\n    return a + b")
+        assert verdict.status == "runtime_error" and "SyntaxError" in verdict.reason
+
+    def test_setup_code_runs_before_the_tests(self):
+        verdict = verify("def add(a, b):\n    return a + b + OFFSET", setup="OFFSET = 0", tests=["assert add(1, 1) == 2"])
+        assert verdict.correct
+
+    def test_generators_and_tuples_compare_like_python(self):
+        tests = ["assert list(evens(5)) == [0, 2, 4]", "assert pair() == (1, 2)", "assert pair() != [1, 2]"]
+        code = "def evens(n):\n    return (i for i in range(n) if i % 2 == 0)\ndef pair():\n    return (1, 2)"
+        assert verify(code, tests=tests).correct
+
+    def test_subclasses_of_builtin_data_compare_as_their_base_type(self):
+        code = "import collections\ndef count(xs):\n    return collections.Counter(xs)\n" \
+               "def point():\n    return collections.namedtuple('P', 'x y')(1, 2)"
+        tests = ["assert count('aab') == {'a': 2, 'b': 1}", "assert point() == (1, 2)"]
+        assert verify(code, tests=tests).correct
+
+    def test_objects_python_would_not_equate_stay_unequal(self):
+        code = "import collections\ndef q():\n    return collections.deque([1])"
+        assert verify(code, tests=["assert q() == [1]"]).status == "wrong"
+
+    def test_concurrent_runs_use_separate_uids(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            verdicts = list(pool.map(lambda _: verify("def add(a, b):\n    return a + b"), range(6)))
+        assert all(v.correct for v in verdicts)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# hostile programs
+
+HOSTILE = {
+    "infinite_loop": "while True:\n    pass",
+    "sleep_forever": "import time\ntime.sleep(1000)",
+    "infinite_loop_in_the_function": "def add(a, b):\n    while True:\n        pass",
+    "fork_bomb": """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """,
+    "memory_bomb": "x = bytearray(8 << 30)\ndef add(a, b):\n    return a + b",
+    "memory_growth": "x = []\nwhile True:\n    x.append(' ' * 10**6)",
+    "huge_output": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+    "deep_recursion_crash": "import sys\nsys.setrecursionlimit(10**7)\ndef r(n):\n    return r(n + 1)\nr(0)",
+    "network_loopback": """
+        import socket
+        socket.create_connection(("127.0.0.1", {port}), timeout=1)
+        def add(a, b):
+            return a + b
+    """,
+    "write_outside": """
+        assert open({canary!r}).read() == "untouched"  # the host's file, not a look-alike in the sandbox's /tmp
+        open({canary!r}, "w").write("pwned")
+        def add(a, b):
+            return a + b
+    """,
+    "write_host_tmp_and_root": """
+        open("/tmp/{marker}", "w").write("only inside the sandbox's own tmpfs")
+        import os
+        os.makedirs("/root/{marker}")
+        def add(a, b):
+            return a + b
+    """,
+    "read_host_secrets": """
+        import os
+        found = [p for p in ("/etc/shadow", "/etc/passwd", "/root", {canary!r}) if os.path.exists(p)]
+        if found:
+            def add(a, b):
+                return a + b
+    """,
+    "read_parent_env": """
+        import os
+        seen = str(dict(os.environ))
+        for pid in os.listdir("/proc"):
+            try:
+                seen += open(f"/proc/{{pid}}/environ").read()
+            except OSError:
+                pass
+        print(seen)
+        if {secret!r} in seen:
+            def add(a, b):
+                return a + b
+    """,
+    "find_host_processes": """
+        import os
+        cmdlines = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdlines.append(open(f"/proc/{{pid}}/cmdline").read())
+            except OSError:
+                pass
+        if any("pytest" in c for c in cmdlines):
+            def add(a, b):
+                return a + b
+    """,
+    "kill_parent": "import os\nos.kill(os.getppid(), 9)\ndef add(a, b):\n    return a + b",
+    "kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)",
+    "stop_the_judge": "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\ndef add(a, b):\n    return a + b",
+    "orphan_subprocesses": """
+        import subprocess, os
+        subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                import time
+                time.sleep(1000)
+            os._exit(0)
+        def add(a, b):
+            return a - b
+    """,
+    "exit_zero_early": "import os\nos._exit(0)",
+    "sys_exit_zero": "import sys\nsys.exit(0)",
+    "exit_zero_inside_the_test": "import os\ndef add(a, b):\n    os._exit(0)",
+    "raise_system_exit_inside_the_test": "def add(a, b):\n    raise SystemExit(0)",
+    "print_fake_success": """
+        print("PASS")
+        print("('0123456789abcdef0123456789abcdef', 'correct', 'all tests passed')")
+        print("all tests passed")
+        import os
+        os._exit(0)
+    """,
+    "write_fake_verdict_to_every_fd": """
+        import os
+        fake = b"('00000000000000000000000000000000', 'correct', '')\\n"
+        for fd in range(3, 64):
+            try:
+                os.write(fd, fake)
+            except OSError:
+                pass
+        for pid in ("1", str(os.getppid())):
+            for fd in range(64):
+                try:
+                    f = os.open(f"/proc/{{pid}}/fd/{{fd}}", os.O_WRONLY)
+                    os.write(f, fake)
+                except OSError:
+                    pass
+        os._exit(0)
+    """,
+    "patch_assert_and_builtins": """
+        import builtins
+        builtins.AssertionError = type("Never", (Exception,), {{}})
+        builtins.eval = lambda *a, **k: True
+        builtins.bool = lambda *a: True
+        def add(a, b):
+            return 0
+    """,
+    "always_equal_object": """
+        class Anything:
+            def __eq__(self, other):
+                return True
+            __hash__ = object.__hash__
+        def add(a, b):
+            return Anything()
+    """,
+    "int_subclass_equal_to_everything": """
+        class Evil(int):
+            def __eq__(self, other):
+                return True
+        def add(a, b):
+            return Evil(0)
+    """,
+    "read_the_judge": """
+        import os
+        ppid = os.getppid()
+        try:
+            os.open(f"/proc/{{ppid}}/mem", os.O_RDONLY)
+            leaked = True
+        except OSError:
+            leaked = False
+        try:
+            leaked = leaked or bool(os.listdir(f"/proc/{{ppid}}/fd"))
+        except OSError:
+            pass
+        if leaked:
+            def add(a, b):
+                return a + b
+    """,
+    "ptrace_the_judge": """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.ptrace(16, os.getppid(), 0, 0) == 0:  # PTRACE_ATTACH
+            def add(a, b):
+                return a + b
+    """,
+    "steal_expected_values": """
+        import gc, os, re, sys
+        text = ""
+        for root in ("/work", "/sandbox", "/tmp"):
+            for d, _, files in os.walk(root):
+                for f in files:
+                    try:
+                        text += open(os.path.join(d, f), errors="replace").read()
+                    except OSError:
+                        pass
+        text += " ".join(o for o in gc.get_objects() if isinstance(o, str))
+        def add(a, b):
+            frame = sys._getframe(1)
+            seen = text + repr(frame.f_locals) + repr(frame.f_globals)
+            m = re.search(rf"add\\({{a}}, {{b}}\\) == (-?\\d+)", seen)
+            return int(m.group(1)) if m else None
+    """,
+    "close_all_fds": "import os\nos.closerange(0, 1024)\nwhile True:\n    pass",
+}
+
+
+def _sandbox_processes() -> list[str]:
+    """Live host processes running as any sandbox uid (zombies wait for the host's init to reap them)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        except OSError:
+            continue
+        if int(fields["Uid"].split()[0]) in sandbox.SANDBOX_UIDS and not fields["State"].strip().startswith("Z"):
+            found.append(f"{pid} {fields['Name'].strip()} {fields['State'].strip()}")
+    return found
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A canary file, a loopback listener and a secret env var; checks afterwards that none was reached."""
+    canary = tmp_path / "canary.txt"
+    canary.write_text("untouched")
+    before = (canary.stat().st_mtime_ns, sorted(os.listdir(tmp_path)))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    secret = f"hunter2-{os.getpid()}"
+    monkeypatch.setenv("REFLECTEVO_TEST_SECRET", secret)
+    marker = f"reflectevo-pwned-{os.getpid()}"
+    parent = os.getppid()
+    yield {"canary": str(canary), "port": listener.getsockname()[1], "secret": secret, "marker": marker}
+    assert canary.read_text() == "untouched" and (canary.stat().st_mtime_ns, sorted(os.listdir(tmp_path))) == before
+    assert not Path("/tmp", marker).exists() and not Path("/root", marker).exists()
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nobody connected
+    listener.close()
+    assert os.getppid() == parent  # our parent (pytest's runner or shell) is alive, and so are we
+    deadline = time.monotonic() + 3
+    while (left := _sandbox_processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"sandbox processes left behind: {left}"
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_program_is_contained(name, host):
+    source = textwrap.dedent(HOSTILE[name]).format(**host)
+    start = time.monotonic()
+    verdict = verify(source)
+    elapsed = time.monotonic() - start
+    assert verdict.status != "correct", verdict.reason
+    assert elapsed < FAST.wall_s + 1.5, f"{name} took {elapsed:.1f}s"
+    assert host["secret"] not in verdict.reason
+
+
+def test_at_least_twenty_hostile_programs():
+    assert len(HOSTILE) >= 20
