@@ -223,6 +223,15 @@ def _read_until(fd: int, deadline: float, limit: int = 1 << 16) -> tuple[bytes, 
     return data, True
 
 
+def _wait_exit(pid: int, deadline: float) -> None:
+    """Wait for `pid` to exit, at most until the deadline; a pidfd, because Popen.wait(timeout) polls with sleeps."""
+    fd = os.pidfd_open(pid)
+    try:
+        select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(fd)
+
+
 def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits = Limits()) -> RunResult:
     """Run `code`, then `setup_code`, then each assert in `tests`, sandboxed; 'correct' only if all tests pass.
 
@@ -260,10 +269,8 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
         result_write = None
         deadline = start + limits.wall_s
         data, finished = _read_until(result_read, deadline)
-        try:  # after a verdict bwrap exits by itself within milliseconds and reaps its namespace's init
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()) if finished else 0)
-        except subprocess.TimeoutExpired:
-            pass
+        if finished:  # after a verdict bwrap exits by itself within milliseconds and reaps its namespace's init
+            _wait_exit(proc.pid, deadline)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # bwrap and everything under it: --die-with-parent does the rest
         except ProcessLookupError:
