@@ -87,7 +87,8 @@ _JUDGE_EVALUATES = (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Tuple, 
 
 
 def defined_names(code: str) -> set[str]:
-    """Names a program binds at top level (def, class, import, assignment); empty if it does not parse."""
+    """Names a program binds (def, class, assignment, `from m import x`, `import m as x`); empty if it does not
+    parse. A plain `import math` is left out: it binds the very module the judge has under that name."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -98,8 +99,10 @@ def defined_names(code: str) -> set[str]:
             names.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.Import):
+            names.update(alias.asname for alias in node.names if alias.asname)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
     return names
 
 

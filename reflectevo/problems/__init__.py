@@ -133,3 +133,6 @@ def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) ->
 
     held = {id(p) for p in sorted(problems, key=rank)[: round(len(problems) * eval_fraction)]}
     return [p for p in problems if id(p) not in held], [p for p in problems if id(p) in held]
+
+
+from reflectevo.problems import formats  # noqa: E402,F401  (registers the public task formats)

@@ -50,6 +50,11 @@ class TestPlanning:
         _, [(combine, leaves)] = plan_test("assert max(3) == 3", {"max"})
         assert (combine, leaves) == ("_v0 == 3", [("max(3)", "eval")])
 
+    def test_importing_math_keeps_math_with_the_judge_but_rebinding_it_does_not(self):
+        assert "math" not in sandbox.defined_names("import math\nimport os.path\ndef f():\n    pass")
+        assert {"math", "f"} <= sandbox.defined_names("import numpy as math\nfrom x import f")
+        assert "math" in sandbox.defined_names("import math\nmath = None")
+
     def test_statements_before_the_assert_run_in_the_candidates_process(self):
         _, steps = plan_test("x = f(1)\nassert x == 2", {"f"})
         assert steps == [(None, [("x = f(1)", "exec")]), ("_v0 == 2", [("x", "eval")])]
