@@ -1,0 +1,183 @@
+"""`reflectevo verify`: judge a file of answers against a file of problems in one of the public task formats.
+
+    reflectevo verify --task mbpp --problems mbpp.jsonl --answers answers.jsonl --out verdicts.jsonl
+
+Answers are JSON lines `{"answer": "...", "id": "..."}`; an answer with an id goes to the problem with that id,
+one without to the problem on the same position (n-th non-blank line of each file). The output has one line
+`{"id", "status", "parsed_answer", "reason"}` per answer, in answer order.
+
+Bad input (unreadable JSON, a missing or mistyped field, a line over 1 MiB, an answer for no problem) stops the
+command with exit code 2 and names the file, line and field, before anything is verified. With `--skip-bad`
+those rows go to `<out>.rejected.jsonl` with the reason and the rest is verified. An empty or missing file is
+always an error: there is nothing to verify.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Iterator
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from reflectevo.problems import PARSERS, BadInput, ProblemSource
+from reflectevo.schema import Problem
+
+MAX_LINE_BYTES = 1 << 20
+
+
+class Task(str, Enum):
+    logiqa = "logiqa"
+    math = "math"
+    mbpp = "mbpp"
+    bigbench = "bigbench"
+    bigbench_free = "bigbench_free"
+
+
+FORMAT_OF = {"math": "hendrycks_math"}  # task name -> problem format, where they differ
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadInput]]:
+    """(line number, JSON object or the BadInput that describes it) for each non-blank line; a line longer than
+    MAX_LINE_BYTES is skipped unread rather than loaded."""
+    name = str(path)
+    if not path.is_file():
+        raise BadInput(name, None, None, "file not found")
+    seen_any = False
+    with open(path, "rb") as f:
+        for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(line) > MAX_LINE_BYTES:
+                while line and not line.endswith(b"\n"):  # drop the rest of the over-long line
+                    line = f.readline(MAX_LINE_BYTES)
+                yield number, BadInput(name, number, None, f"line longer than {MAX_LINE_BYTES} bytes")
+                seen_any = True
+                continue
+            if not line.strip():
+                continue
+            seen_any = True
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                yield number, BadInput(name, number, None, f"not valid JSON ({e})")
+                continue
+            if not isinstance(row, dict):
+                yield number, BadInput(name, number, None, f"expected a JSON object, got {type(row).__name__}")
+                continue
+            yield number, row
+    if not seen_any:
+        raise BadInput(name, None, None, "file is empty")
+
+
+def _problem(row: dict[str, Any], source: ProblemSource, path: Path, line: int) -> Problem | BadInput:
+    try:
+        return PARSERS[source.format](row, source, f"{path.stem}-{line}")
+    except ValidationError as e:
+        err = e.errors()[0]
+        return BadInput(str(path), line, ".".join(map(str, err["loc"])), err["msg"])
+    except KeyError as e:
+        return BadInput(str(path), line, str(e.args[0]), "missing")
+
+
+def _answer(row: dict[str, Any], path: Path, line: int) -> tuple[str | None, str] | BadInput:
+    if "answer" not in row:
+        return BadInput(str(path), line, "answer", "missing")
+    if not isinstance(row["answer"], str):
+        return BadInput(str(path), line, "answer", f"expected a string, got {type(row['answer']).__name__}")
+    answer_id = row.get("id")
+    if answer_id is not None and (isinstance(answer_id, bool) or not isinstance(answer_id, (str, int))):
+        return BadInput(str(path), line, "id", f"expected a string or integer, got {type(answer_id).__name__}")
+    return (None if answer_id is None else str(answer_id)), row["answer"]
+
+
+def _pairs(task: Task, problems_path: Path, answers_path: Path) -> tuple[list[tuple[Problem, str]], list[BadInput]]:
+    """(problem, answer) pairs in answer order, and every bad row of either file."""
+    source = ProblemSource(task=task.value, format=FORMAT_OF.get(task.value, task.value), path=str(problems_path))
+    bad: list[BadInput] = []
+    by_position: list[tuple[int, Problem | None]] = []  # None: that problem row was bad
+    by_id: dict[str, Problem] = {}
+    for line, row in _rows(problems_path):
+        problem = row if isinstance(row, BadInput) else _problem(row, source, problems_path, line)
+        if isinstance(problem, Problem) and problem.id in by_id:
+            problem = BadInput(str(problems_path), line, "id", f"duplicate problem id {problem.id!r}")
+        if isinstance(problem, BadInput):
+            bad.append(problem)
+            by_position.append((line, None))
+        else:
+            by_id[problem.id] = problem
+            by_position.append((line, problem))
+    pairs = []
+    for position, (line, row) in enumerate(_rows(answers_path)):
+        answer = row if isinstance(row, BadInput) else _answer(row, answers_path, line)
+        if isinstance(answer, BadInput):
+            bad.append(answer)
+            continue
+        answer_id, text = answer
+        if answer_id is not None:
+            problem = by_id.get(answer_id)
+            if problem is None:
+                bad.append(BadInput(str(answers_path), line, "id", f"no problem with id {answer_id!r}"))
+                continue
+        elif position < len(by_position):
+            problem_line, problem = by_position[position]
+            if problem is None:
+                bad.append(BadInput(str(answers_path), line, None, f"its problem ({problems_path}, line {problem_line}) was rejected"))
+                continue
+        else:
+            bad.append(BadInput(str(answers_path), line, None, f"no id, and there are only {len(by_position)} problems"))
+            continue
+        pairs.append((problem, text))
+    return pairs, bad
+
+
+def verify_command(
+    task: Annotated[Task, typer.Option(help="Task family; selects the problem format.")],
+    problems: Annotated[Path, typer.Option(help="Problems file (JSONL) in the task's format.")],
+    answers: Annotated[Path, typer.Option(help='Answers file (JSONL): {"answer": "...", "id": "..." (optional)}.')],
+    out: Annotated[Path, typer.Option(help="Verdicts file to write (JSONL).")],
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Write bad rows to <out>.rejected.jsonl and verify the rest.")
+    ] = False,
+) -> None:
+    """Verify answers against problems and write one verdict per answer."""
+    from verifiers import verify_many
+    from verifiers.sandbox import SandboxUnavailable
+
+    console, errors = Console(), Console(stderr=True)
+    try:
+        pairs, bad = _pairs(task, problems, answers)
+    except BadInput as e:
+        errors.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    if bad and not skip_bad:
+        more = f" ({len(bad) - 1} more bad rows; --skip-bad sets them aside and verifies the rest)" if len(bad) > 1 else ""
+        errors.print(f"[red]error:[/red] {bad[0]}{more}", markup=True, highlight=False)
+        raise typer.Exit(2)
+    try:
+        verdicts = verify_many(pairs)
+    except SandboxUnavailable as e:
+        errors.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for (problem, _), verdict in zip(pairs, verdicts):
+            f.write(json.dumps({"id": problem.id, **verdict.model_dump()}, ensure_ascii=False) + "\n")
+    if skip_bad:
+        rejected = out.with_name(out.name + ".rejected.jsonl")
+        with open(rejected, "w", encoding="utf-8") as f:
+            for b in bad:
+                f.write(json.dumps({"file": b.file, "line": b.line, "field": b.field, "reason": b.message}) + "\n")
+    counts = Counter(v.status for v in verdicts)
+    table = Table(title=f"{task.value}: {len(verdicts)} answers verified")
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status in ("correct", "wrong", "unparseable", "timeout", "runtime_error"):
+        table.add_row(status, str(counts.get(status, 0)))
+    if skip_bad:
+        table.add_row("rejected rows", str(len(bad)))
+    console.print(table)
+    console.print(f"verdicts: {out}" + (f"\nrejected: {rejected}" if skip_bad else ""), highlight=False)
