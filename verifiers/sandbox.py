@@ -2,14 +2,16 @@
 
 Each run is one fresh sandbox (nothing is reused between programs):
 
-    setpriv --reuid U --regid U --clear-groups --      real uid U (unprivileged): RLIMIT_NPROC applies
-      bwrap --unshare-all --die-with-parent --new-session --clearenv
-            read-only /usr (+ the /bin, /lib, /lib64 links), tmpfs /tmp, /proc, /dev,
-            read-only /sandbox/harness.py, a private writable /work holding candidate.py
-        /usr/bin/python3 -I -S -B -u /sandbox/harness.py SECRET_FD RESULT_FD
+    prlimit --cpu --as --nproc --fsize --nofile --core   limits on the whole tree, soft = hard
+      setpriv --reuid U --regid U --clear-groups --      real uid U (unprivileged): RLIMIT_NPROC applies
+        bwrap --unshare-all --die-with-parent --new-session --clearenv --remount-ro /
+              read-only /usr (+ the /bin, /lib, /lib64 links), tmpfs /tmp, /proc, /dev,
+              read-only /sandbox/harness.py, a private writable /work holding candidate.py
+          /usr/bin/python3 -I -S -B -u /sandbox/harness.py SECRET_FD RESULT_FD
 
-with rlimits (CPU, address space, processes, file size, open files, no core files) set before exec, a
-wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. The network namespace is
+a wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. The rlimits are set by
+prlimit(1) rather than a `preexec_fn`: a preexec_fn is unsafe in a threaded caller (Prefect's task threads,
+verify_many's pool) and forces a full fork() of this process, about 4 ms per program. The network namespace is
 empty, the host's files other than /usr are not there, and the PID namespace dies with the harness, taking
 any process the candidate left behind with it.
 
@@ -31,7 +33,6 @@ import fcntl
 import marshal
 import os
 import queue
-import resource
 import secrets
 import select
 import shutil
@@ -153,7 +154,7 @@ def plan_test(test: str, untrusted: set[str]) -> tuple[str, list]:
 # running
 
 
-def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int) -> list[str]:
+def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int, limits: Limits) -> list[str]:
     binds = ["--ro-bind", "/usr", "/usr"]
     for path in ("/bin", "/lib", "/lib64", "/etc/alternatives"):
         if os.path.islink(path):  # merged /usr: recreate the link instead of binding its target twice
@@ -162,7 +163,7 @@ def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int) -> 
             binds += ["--ro-bind", path, path]
     drop = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--"] if uid is not None else []
     return [
-        *drop, "bwrap", *binds,
+        "prlimit", *_limit_flags(limits), "--", *drop, "bwrap", *binds,
         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
         "--ro-bind", str(run_dir / "harness.py"), "/sandbox/harness.py",
         "--bind", str(run_dir / "work"), "/work", "--chdir", "/work",
@@ -173,22 +174,17 @@ def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int) -> 
     ]  # fmt: skip
 
 
-def _set_limits(limits: Limits):
-    # Runs in the forked child before exec: only async-signal-safe-ish C calls, no imports, no locks.
-    pairs = [
-        (resource.RLIMIT_CPU, limits.cpu_s),
-        (resource.RLIMIT_AS, limits.memory_mb << 20),
-        (resource.RLIMIT_NPROC, limits.processes),
-        (resource.RLIMIT_FSIZE, limits.file_mb << 20),
-        (resource.RLIMIT_NOFILE, limits.open_files),
-        (resource.RLIMIT_CORE, 0),
-    ]
-
-    def apply() -> None:
-        for which, value in pairs:
-            resource.setrlimit(which, (value, value))
-
-    return apply
+def _limit_flags(limits: Limits) -> list[str]:
+    """prlimit(1) flags: soft = hard, so the program cannot raise them back."""
+    pairs = {
+        "cpu": limits.cpu_s,
+        "as": limits.memory_mb << 20,
+        "nproc": limits.processes,
+        "fsize": limits.file_mb << 20,
+        "nofile": limits.open_files,
+        "core": 0,
+    }
+    return [f"--{name}={value}:{value}" for name, value in pairs.items()]
 
 
 def _secret_pipe(payload: bytes) -> int:
@@ -264,9 +260,9 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
         result_read, result_write = os.pipe()
         with open(run_dir / "output.txt", "wb") as output:
             proc = subprocess.Popen(
-                _command(run_dir, uid, secret_fd, result_write),
+                _command(run_dir, uid, secret_fd, result_write, limits),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env={},
-                pass_fds=(secret_fd, result_write), preexec_fn=_set_limits(limits), start_new_session=True,
+                pass_fds=(secret_fd, result_write), start_new_session=True,
             )  # fmt: skip
         os.close(result_write)
         result_write = None
