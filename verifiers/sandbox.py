@@ -65,7 +65,7 @@ class Limits:
 
     wall_s: float = 5.0
     cpu_s: int = 4
-    memory_mb: int = 512  # address space; Debian's python needs ~30 MB
+    memory_mb: int = 512  # address space of each process
     processes: int = 32  # per sandbox uid
     file_mb: int = 16  # largest file the program may write, its captured output included
     open_files: int = 64
@@ -242,6 +242,9 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
             "bwrap not found: install bubblewrap (`apt-get install -y --no-install-recommends bubblewrap`); "
             "model-written code is never run outside the sandbox"
         )
+    missing = [tool for tool in ("prlimit", "setpriv", PYTHON) if shutil.which(tool) is None]
+    if missing:
+        raise SandboxUnavailable(f"{', '.join(missing)} not found: install util-linux and python3 (Debian packages)")
     untrusted = defined_names(code) | defined_names(setup_code)
     nonce = secrets.token_hex(16)
     payload = marshal.dumps({"nonce": nonce, "setup": setup_code, "tests": [plan_test(t, untrusted) for t in tests]}, 4)

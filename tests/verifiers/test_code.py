@@ -6,7 +6,6 @@ than "correct" therefore means the attack failed, and the host checks after each
 
 import os
 import shutil
-import signal
 import socket
 import textwrap
 import time
