@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reflectevo.schema import RoundManifest
+from verifiers.cli import verify_command
 
 app = typer.Typer(help="ReflectEvo on Prefect: rounds of self-reflection learning for small language models.",
                   no_args_is_help=True)
@@ -69,12 +70,4 @@ def evolve(
         print_round(read_manifest(cfg, int(r)))
 
 
-def _register_optional_commands() -> None:
-    try:
-        from verifiers.cli import verify_command
-    except ImportError:  # the verify command lands with the public task families
-        return
-    app.command("verify")(verify_command)
-
-
-_register_optional_commands()
+app.command("verify")(verify_command)

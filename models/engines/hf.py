@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+from rich.console import Console
+from rich.progress import track
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from models.engines import Completion, EngineConfig, SamplingConfig, cut_at_stop
@@ -33,7 +35,10 @@ class TransformersEngine:
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         bs = self.config.batch_size
-        for start in range(0, len(order), bs):
+        console = Console(stderr=True)  # a progress bar on a terminal; nothing in logs and CI
+        batches = track(range(0, len(order), bs), description=f"generate {len(prompts)}x{sampling.n}",
+                        transient=True, console=console, disable=not console.is_terminal)
+        for start in batches:
             idx = order[start : start + bs]
             for i, completions in zip(idx, self._generate_batch([prompts[i] for i in idx], sampling, start)):
                 results[i] = completions
