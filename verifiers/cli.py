@@ -46,8 +46,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadInput]]:
     """(line number, JSON object or the BadInput that describes it) for each non-blank line; a line longer than
     MAX_LINE_BYTES is skipped unread rather than loaded."""
     name = str(path)
-    if not path.is_file():
-        raise BadInput(name, None, None, "file not found")
+    if not path.exists() or path.is_dir():
+        raise BadInput(name, None, None, "is a directory" if path.is_dir() else "file not found")
     seen_any = False
     with open(path, "rb") as f:
         for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), start=1):
