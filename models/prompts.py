@@ -116,6 +116,20 @@ def draw_instructions(seed: int, round_: int, problem_id: str, count: int) -> li
 _FINISH = re.compile(r"Finish\[")
 
 
+def final_answer_text(output: str) -> tuple[str | None, str]:
+    """(the `Finish[...]` answer or None, the text to verify).
+
+    Without `Finish[...]` the verifier gets the last non-empty line: small models end with "The answer is: D.
+    Gus", while their first lines often restate the options ("A. ..."), which a verifier would misread as an
+    answer.
+    """
+    answer = extract_answer(output)
+    if answer is not None:
+        return answer, answer
+    lines = [line for line in output.splitlines() if line.strip()]
+    return None, lines[-1] if lines else ""
+
+
 def extract_answer(output: str) -> str | None:
     """Text inside the last `Finish[...]`, brackets balanced (answers like `[0, 1)` contain brackets)."""
     starts = [m.end() for m in _FINISH.finditer(output)]

@@ -15,7 +15,7 @@ from models.prompts import (
     FEEDBACK_WRONG,
     correction_messages,
     draw_instructions,
-    extract_answer,
+    final_answer_text,
     reasoning_messages,
     reflection_messages,
 )
@@ -50,11 +50,11 @@ def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], s
                   trial: int) -> list[Attempt]:
     """One greedy trial for each (problem, prompt): generate, extract `Finish[...]`, verify, all batched."""
     outputs = [c[0] for c in engine.generate(prompts, sampling)] if prompts else []
-    answers = [extract_answer(o.text) for o in outputs]
-    verdicts = verify_many([(p, a if a is not None else o.text) for p, a, o in zip(problems, answers, outputs)])
+    answers, texts = zip(*(final_answer_text(o.text) for o in outputs)) if outputs else ((), ())
+    verdicts = verify_many(list(zip(problems, texts)))
     return [
-        Attempt(trial=trial, prompt=pr, output=o.text, answer=a, status=v.status, reason=v.reason,
-                output_tokens=o.tokens)
+        Attempt(trial=trial, prompt=pr, output=o.text, answer=a if a is not None else v.parsed_answer,
+                status=v.status, reason=v.reason, output_tokens=o.tokens)
         for pr, o, a, v in zip(prompts, outputs, answers, verdicts)
     ]
 
@@ -112,7 +112,7 @@ def count(trajectories: list[Trajectory]) -> dict[str, int]:
     return {
         "problems": len(trajectories),
         "first_correct": sum(t.first.status == "correct" for t in trajectories),
-        "first_unparseable": sum(t.first.answer is None for t in trajectories),
+        "first_unparseable": sum(t.first.status == "unparseable" for t in trajectories),
         "reflections": len(refl),
         "second_correct": sum(r.second.status == "correct" for r in refl),
         "output_tokens": sum(t.first.output_tokens for t in trajectories)
