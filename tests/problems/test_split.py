@@ -1,0 +1,11 @@
+from reflectevo.problems import ProblemSource, load_problems, split_pool_eval
+
+
+def test_split_is_exact_disjoint_and_independent_of_order():
+    problems = load_problems(ProblemSource(task="math"))
+    pool, held = split_pool_eval(problems, 0.25, seed=0)
+    assert len(held) == 16 and len(pool) == 48
+    assert not {p.id for p in pool} & {p.id for p in held}
+    pool2, held2 = split_pool_eval(list(reversed(problems)), 0.25, seed=0)
+    assert {p.id for p in held2} == {p.id for p in held}
+    assert {p.id for p in split_pool_eval(problems, 0.25, seed=1)[1]} != {p.id for p in held}
