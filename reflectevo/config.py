@@ -48,18 +48,29 @@ class RoundConfig(BaseModel):
 
 
 def load_config(path: str | None, overrides: dict) -> RoundConfig:
-    """A config file's fields, then `overrides` (None values ignored), validated with the file named on error."""
+    """A config file's fields, then `overrides` (None values ignored); errors name the file, line and field."""
     data: dict = {}
     if path:
         text = Path(path).read_text()
         if path.endswith((".yaml", ".yml")):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.MarkedYAMLError as e:
+                raise ValueError(f"{path}, line {e.problem_mark.line + 1}: not valid YAML ({e.problem})") from None
         else:
-            data = json.loads(text)
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of RoundConfig fields, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return RoundConfig.model_validate(data)
     except ValidationError as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+        problems = "; ".join(
+            f"field '{'.'.join(map(str, err['loc']))}': {err['msg']} (got {err.get('input')!r})" for err in e.errors()
+        )
+        raise ValueError(f"{path or 'config'}: {problems}") from None

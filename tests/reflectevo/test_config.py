@@ -1,0 +1,36 @@
+import pytest
+
+from reflectevo.config import RoundConfig, load_config
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"limit": 5, "generate": {"reflections": 3}, "model": "tiny"}')
+    cfg = load_config(str(path), {"limit": 7, "model": None})
+    assert (cfg.limit, cfg.model, cfg.generate.reflections) == (7, "tiny", 3)
+
+
+def test_yaml_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  max_steps: 3\n")
+    assert load_config(str(path), {}).train.max_steps == 3
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"limit": 5,\n "generate": {"reflections": 3,}}', "c.json, line 2: not valid JSON"),
+    ('{"generate": {"reflection": 3}}', "field 'generate.reflection': Extra inputs are not permitted"),
+    ('{"limit": "many"}', "field 'limit'"),
+    ('[1, 2]', "expected a mapping"),
+])
+def test_bad_config_names_file_line_and_field(tmp_path, text, message):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")) as e:
+        load_config(str(path), {})
+    assert str(path) in str(e.value)
+
+
+def test_defaults_are_the_embedded_demo():
+    cfg = RoundConfig()
+    assert cfg.model == "smollm2-135m" and cfg.tasks == ["choice", "math"]
+    assert (cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_dropout) == (8, 32, 0.1)
