@@ -27,7 +27,7 @@ class RoundConfig(BaseModel):
     model: str = Field(default="smollm2-135m", description="'smollm2-135m', 'tiny', a local path or a hub id.")
     tasks: list[str] = Field(default_factory=lambda: ["choice", "math"], description="Built-in task families.")
     sources: list[ProblemSource] = Field(default_factory=list, description="Problem sources beyond `tasks`.")
-    limit: int | None = Field(default=24, ge=1, description="Problems per task at most (before the split).")
+    limit: int | None = Field(default=16, ge=1, description="Problems per task at most (before the split); None: all.")
     eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0, description="Share of problems held out.")
     split_seed: int = Field(default=0, description="Seed of the question-level pool/eval split.")
     shard_size: int = Field(default=16, ge=1, description="Pool problems per generation shard.")
