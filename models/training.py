@@ -1,11 +1,23 @@
 """LoRA training on a round's curated data: one entry point, the setting is a config field.
 
-Training rows are built from the prompts stored in the datasets, which are the exact rendered inference prompts,
-so training and inference see byte-identical prompt text. TRL's configs are built from ours.
+The four reflection-learning settings of the paper, all LoRA through TRL + PEFT:
+
+| setting         | data  | what is learned                                                                  |
+|-----------------|-------|----------------------------------------------------------------------------------|
+| `sft_one_stage` | D+    | reflection and correction together, in one run                                   |
+| `sft_two_stage` | D+    | stage A the reflection, then stage B the correction, starting from stage A       |
+| `dpo_pm`        | D±    | the reflection only: fixing (chosen) over not fixing (rejected), one prompt      |
+| `dpo_pref`      | Dpref | the reflection only: the judge's preferred of two fixing reflections             |
+
+Training prompts are the prompts stored in the datasets, which are the exact rendered inference prompts of the
+same role, tokenized as the engines tokenize them (`add_special_tokens=False`): training and inference see the
+same prompt tokens. Records imported from the official format hold one user message instead; it is rendered
+through the tokenizer's chat template, never with hard-coded tokens. TRL's configs are built from ours.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,88 +28,315 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reflectevo.schema import AdapterManifest, SFTRecord
+from reflectevo.schema import AdapterManifest, DatasetManifest, PairRecord, SFTRecord
 from reflectevo.shards import read_records
 
-Setting = Literal["sft_one_stage"]
+Setting = Literal["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"]
+Role = Literal["reflection", "correction"]
+
+DATASET_FOR: dict[str, str] = {"sft_one_stage": "dplus", "sft_two_stage": "dplus", "dpo_pm": "dpm",
+                               "dpo_pref": "dpref"}
+# SFT stages in order, each the prompt roles it learns; stage B of two-stage continues stage A's adapter.
+SFT_STAGES: dict[str, list[tuple[str, tuple[Role, ...]]]] = {
+    "sft_one_stage": [("sft", ("reflection", "correction"))],
+    "sft_two_stage": [("reflection", ("reflection",)), ("correction", ("correction",))],
+}
+EMPTY_REASON = {
+    "dplus": "D+ is empty: no reflection fixed a wrong answer this round",
+    "dpm": "D± is empty: no problem had a fixing and a non-fixing reflection under one prompt",
+    "dpref": "Dpref is empty: no two fixing reflections of one prompt that the judge ordered the same both ways "
+             "(or curate.judge is 'none')",
+}
+ADAPTER_METADATA = "reflectevo_training.json"
 
 
 class TrainConfig(BaseModel):
-    """LoRA and optimiser settings. Defaults follow the paper's LoRA preset (r 8, alpha 32, dropout 0.1, q/k/v)."""
+    """The setting, LoRA and optimiser settings.
+
+    LoRA defaults are the paper's preset (r 8, alpha 32, dropout 0.1, targets q/k/v projections; DPO beta 0.01),
+    so `TrainConfig()` is the paper's configuration and a config file changes only what it names.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    setting: Setting = Field(default="sft_one_stage", description="Reflection-learning setting.")
-    lora_r: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
-    lora_dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"])
-    learning_rate: float = Field(default=2e-4, gt=0.0, description="LoRA rate: about 10x a full fine-tune's.")
+    setting: Setting = Field(default="sft_one_stage", description="Reflection-learning setting (table above).")
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank (paper: 8).")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (paper: 32).")
+    lora_dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="LoRA dropout (paper: 0.1).")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
+                                      description="Module names LoRA wraps (paper: q/k/v projections).")
+    beta: float = Field(default=0.01, gt=0.0, description="DPO beta (paper: 0.01).")
+    learning_rate: float | None = Field(
+        default=None, gt=0.0, description="None: 2e-4 for SFT, 5e-6 for DPO (LoRA takes about 10x a full "
+        "fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
     epochs: float = Field(default=1.0, gt=0.0)
-    max_steps: int = Field(default=-1, description="Stop after this many optimiser steps; -1: run all epochs.")
+    max_steps: int = Field(default=-1, description="Stop each stage after this many optimiser steps; -1: all epochs.")
     batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16, description="Tokens per training sequence at most.")
-    seed: int = 0
+    eval_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Share of problems (never rows: a problem's records stay on one "
+        "side) held out for an eval loss and early stopping; 0 or too few problems: no eval split.")
+    eval_steps: int = Field(default=20, ge=1, description="Evaluate (and checkpoint) every this many steps.")
+    early_stopping_patience: int = Field(default=3, ge=1, description="Evaluations without improvement before "
+                                         "stopping; the best checkpoint is kept.")
+    seed: int = Field(default=0, description="Seeds the problem split, LoRA initialisation and data order.")
+
+    def lr(self) -> float:
+        return self.learning_rate or (5e-6 if self.setting.startswith("dpo") else 2e-4)
 
 
-def sft_rows(records: list[SFTRecord]) -> list[dict[str, str]]:
-    """One-stage SFT: both roles of each D+ record, reflection and correction, in one run.
+def split_by_problem(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, eval) records, eval = a seeded `fraction` of the problems with all their records.
 
-    (reflection prompt -> reflection) teaches the reflection that fixed the answer; (correction prompt -> second
-    trial) teaches using it. Completions end where generation ended; TRL appends the EOS token.
+    Splitting rows would put reflections of one problem on both sides and make the eval loss a memorisation
+    score. At least one problem always stays in training.
+    """
+    keys = sorted({f"{r.task}/{r.problem_id}" for r in records},
+                  key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    held = set(keys[: min(int(len(keys) * fraction), len(keys) - 1)])
+    return ([r for r in records if f"{r.task}/{r.problem_id}" not in held],
+            [r for r in records if f"{r.task}/{r.problem_id}" in held])
+
+
+def prompt_text(tok, prompt: str, rendered: bool) -> str:
+    """The inference prompt: stored rendered text as is; an imported user message through the chat template."""
+    if rendered:
+        return prompt
+    return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+
+def correction_target(record: SFTRecord) -> str:
+    """What the model writes after the correction prompt: the second trial's reasoning.
+
+    Official records append the environment's verdict to it (`Observation: Answer is CORRECT`); the model never
+    writes that at inference, so, as the official training scripts do, it is cut off for imported records.
+    """
+    if record.official:
+        return record.second_trial_reasoning.split("Observation:", 1)[0].rstrip()
+    return record.second_trial_reasoning
+
+
+def sft_rows(records: list[SFTRecord], roles: tuple[Role, ...]) -> list[dict]:
+    """Prompt/completion rows for the given roles of each D+ record.
+
+    One-stage SFT trains both roles in one run, as two rows per record: (reflection prompt -> reflection) and
+    (correction prompt -> second trial). The paper's one-stage variant instead concatenates reflection and new
+    answer into one completion of a reflection prompt that also asks for the answer; that teaches a single
+    generation our pipeline never makes: inference here generates the reflection under the reflection prompt,
+    stops, and generates the second trial under the correction prompt, which quotes the reflection. A model
+    trained on the concatenation would write answers into its reflections (which curation then drops as
+    answer leaks) and never see the correction prompt it is asked with. Each row's completion is therefore
+    exactly what the model generates under that row's prompt at inference, byte for byte.
     """
     rows = []
     for r in records:
-        rows.append({"prompt": r.reflection_prompt, "completion": r.reflection})
-        rows.append({"prompt": r.second_trial_prompt, "completion": r.second_trial_reasoning})
+        if "reflection" in roles:
+            rows.append({"prompt": r.reflection_prompt, "rendered": r.prompts_rendered, "completion": r.reflection})
+        if "correction" in roles:
+            rows.append({"prompt": r.second_trial_prompt, "rendered": r.prompts_rendered,
+                         "completion": correction_target(r)})
     return rows
 
 
-def train_adapter(cfg: TrainConfig, model_path: str, init_adapter: str | None, dplus_path: str, out_dir: str,
-                  data_sha256: str) -> AdapterManifest:
-    """Train a LoRA adapter (continuing `init_adapter` when given) and save it to `out_dir` atomically."""
-    records = read_records(dplus_path, SFTRecord)
-    if not records:
-        return AdapterManifest(path=None, setting=cfg.setting,
-                               skipped_reason="D+ is empty: no reflection fixed a wrong answer this round")
+def dpo_rows(records: list[PairRecord]) -> list[dict]:
+    """TRL explicit-prompt rows: the reflection prompt both reflections answered, and the two reflections."""
+    return [{"prompt": r.prompt, "rendered": r.prompts_rendered, "chosen": r.chosen, "rejected": r.rejected}
+            for r in records]
+
+
+def tokenize_sft(tok, rows: list[dict]) -> list[dict]:
+    """input_ids = prompt tokens as the engines make them + completion tokens + EOS; loss on the completion only.
+
+    Tokenized here rather than by TRL: TRL tokenizes prompt + completion as one string, where tokens can merge
+    across the boundary, and a plain-text call adds the tokenizer's special tokens; the engines do neither.
+    """
+    out = []
+    for row in rows:
+        prompt = tok(prompt_text(tok, row["prompt"], row["rendered"]), add_special_tokens=False)["input_ids"]
+        completion = tok(row["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        out.append({"input_ids": prompt + completion, "labels": [-100] * len(prompt) + completion})
+    return out
+
+
+def dpo_dataset_rows(tok, rows: list[dict]) -> list[dict]:
+    """Plain strings: TRL applies no chat template to them and appends the tokenizer's EOS to both completions."""
+    return [{"prompt": prompt_text(tok, r["prompt"], r["rendered"]), "chosen": r["chosen"], "rejected": r["rejected"]}
+            for r in rows]
+
+
+def plain_text_tokenizer(tok):
+    """DPO tokenizes plain strings with the tokenizer's default special tokens; the engines add none.
+
+    A tokenizer that prepends BOS to plain text (Llama 3 does, and its chat template writes BOS too) would train
+    on a prompt the engines never send, so BOS/EOS insertion is switched off, or the mismatch is an error.
+    """
+    probe = "a"
+    if tok(probe)["input_ids"] == tok(probe, add_special_tokens=False)["input_ids"]:
+        return tok
+    for flag in ("add_bos_token", "add_eos_token"):
+        if hasattr(tok, flag):
+            setattr(tok, flag, False)
+    if tok(probe)["input_ids"] != tok(probe, add_special_tokens=False)["input_ids"]:
+        raise ValueError(f"tokenizer {type(tok).__name__} adds special tokens to plain text and they cannot be "
+                         "switched off, so DPO would train on prompts the engines never send; use an SFT setting "
+                         "or a tokenizer with add_bos_token/add_eos_token")
+    return tok
+
+
+def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
+    """Arguments shared by SFTConfig and DPOConfig: CPU-safe (fp32, no activation checkpointing), seeded."""
+    import torch
+
+    args = dict(
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.lr(),
+        max_length=cfg.max_length, logging_steps=1, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(), bf16=False, activation_checkpointing=False,
+        dataloader_num_workers=0, save_strategy="no", eval_strategy="no",
+    )
+    if has_eval:  # EarlyStoppingCallback needs step evaluations, and checkpoints to return to the best one
+        args.update(eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,
+                    save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+                    greater_is_better=False)
+    return args
+
+
+def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | None, train: list[dict],
+                  evaluation: list[dict], output_dir: Path):
+    """A TRL trainer over the base model (+ `adapter`, continued) for SFT or DPO rows, with early stopping on the
+    eval loss when there are eval rows."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
     tok = AutoTokenizer.from_pretrained(model_path)
+    if dpo:
+        tok = plain_text_tokenizer(tok)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     peft_config = None
-    if init_adapter:
-        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
     else:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
-    args = SFTConfig(
-        output_dir=str(tmp / "trainer"), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, max_length=cfg.max_length,
-        completion_only_loss=True, logging_steps=1, report_to="none", save_strategy="no", seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=False, activation_checkpointing=False, dataloader_num_workers=0,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(sft_rows(records)),
-                         processing_class=tok, peft_config=peft_config)
+    args = _trainer_args(cfg, output_dir, bool(evaluation))
+    common = dict(model=model, processing_class=tok, peft_config=peft_config,
+                  callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if evaluation else None)
+    if dpo:
+        from trl import DPOConfig, DPOTrainer
+
+        # ref_model=None: with a fresh adapter the reference is the base (adapter disabled), as in the paper;
+        # with a continued adapter TRL keeps a frozen copy of it ("ref"), the policy this round starts from.
+        return DPOTrainer(args=DPOConfig(**args, beta=cfg.beta), ref_model=None,
+                          train_dataset=Dataset.from_list(dpo_dataset_rows(tok, train)),
+                          eval_dataset=Dataset.from_list(dpo_dataset_rows(tok, evaluation)) if evaluation else None,
+                          **common)
+    from trl import SFTConfig, SFTTrainer
+
+    return SFTTrainer(args=SFTConfig(**args), train_dataset=Dataset.from_list(tokenize_sft(tok, train)),
+                      eval_dataset=Dataset.from_list(tokenize_sft(tok, evaluation)) if evaluation else None, **common)
+
+
+def _train_stage(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | None, train: list[dict],
+                 evaluation: list[dict], out: Path) -> dict[str, float]:
+    """One TRL run, saving only the LoRA adapter (and tokenizer) to `out`; returns its metrics."""
+    trainer = build_trainer(cfg, dpo, model_path, adapter, train, evaluation, out / "trainer")
     t = time.perf_counter()
     result = trainer.train()
     metrics = {"train_loss": float(result.training_loss), "train_s": time.perf_counter() - t,
-               "steps": float(result.global_step)}
-    trainer.save_model(str(tmp))
-    shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    (tmp / "reflectevo_training.json").write_text(json.dumps(
-        {"config": cfg.model_dump(), "base_model": model_path, "init_adapter": init_adapter,
-         "data_sha256": data_sha256, "rows": len(records), "metrics": metrics}, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+               "steps": float(result.global_step), "rows": float(len(train)), "eval_rows": float(len(evaluation))}
+    if evaluation:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    if "ref" in trainer.model.peft_config:  # the frozen reference copy is not part of the trained adapter
+        trainer.model.delete_adapter("ref")
+    trainer.save_model(str(out))
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return metrics
+
+
+def train_adapter(cfg: TrainConfig, model_path: str, init_adapter: str | None,
+                  datasets: dict[str, DatasetManifest], out_dir: str) -> AdapterManifest:
+    """Train the setting's LoRA adapter (continuing `init_adapter` when given) and save it to `out_dir` atomically.
+
+    `datasets` are a round's curated (or imported) datasets by name; the setting picks the one it needs, and an
+    empty one skips training with the reason. The saved folder holds the adapter and `reflectevo_training.json`:
+    the config, base model, data hash, problem split and metrics.
+    """
+    name = DATASET_FOR[cfg.setting]
+    if name not in datasets:
+        raise ValueError(f"train.setting {cfg.setting!r} trains on the {name!r} dataset, which is not among "
+                         f"{sorted(datasets)}; curate it or pick a setting whose dataset exists")
+    data = datasets[name]
+    records = read_records(data.path, SFTRecord if name == "dplus" else PairRecord)
+    if not records:
+        return AdapterManifest(path=None, setting=cfg.setting, dataset=name, data_sha256=data.sha256,
+                               skipped_reason=EMPTY_REASON[name])
+    train, held = split_by_problem(records, cfg.eval_fraction, cfg.seed)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        metrics: dict[str, float] = {}
+        if name == "dplus":
+            adapter, stages = init_adapter, SFT_STAGES[cfg.setting]
+            for i, (stage, roles) in enumerate(stages):
+                target = tmp if i == len(stages) - 1 else tmp / f"stage-{stage}"
+                stage_metrics = _train_stage(cfg, False, model_path, adapter, sft_rows(train, roles),
+                                             sft_rows(held, roles), target)
+                metrics.update({f"{stage}/{k}" if len(stages) > 1 else k: v for k, v in stage_metrics.items()})
+                adapter = str(target)
+            shutil.rmtree(tmp / f"stage-{stages[0][0]}", ignore_errors=True)
+        else:
+            metrics = _train_stage(cfg, True, model_path, init_adapter, dpo_rows(train), dpo_rows(held), tmp)
+        (tmp / ADAPTER_METADATA).write_text(json.dumps(
+            {"setting": cfg.setting, "config": cfg.model_dump(), "base_model": model_path, "init_adapter": init_adapter,
+             "dataset": name, "data_path": data.path, "data_sha256": data.sha256, "rows": len(records),
+             "problems": {"train": len({(r.task, r.problem_id) for r in train}),
+                          "eval": sorted({f"{r.task}/{r.problem_id}" for r in held})},
+             "metrics": metrics}, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     from models.loading import weights_sha256
 
     return AdapterManifest(path=str(out), sha256=weights_sha256(str(out)), setting=cfg.setting, rows=len(records),
-                           metrics=metrics)
+                           metrics=metrics, dataset=name, data_sha256=data.sha256)
+
+
+def base_model_of(adapter_dir: str) -> str:
+    """The base model an adapter was trained on: from reflectevo_training.json, else PEFT's adapter_config.json."""
+    folder = Path(adapter_dir)
+    for name, key in ((ADAPTER_METADATA, "base_model"), ("adapter_config.json", "base_model_name_or_path")):
+        path = folder / name
+        if path.exists() and json.loads(path.read_text()).get(key):
+            return json.loads(path.read_text())[key]
+    raise ValueError(f"{adapter_dir}: neither {ADAPTER_METADATA} nor adapter_config.json names the base model; "
+                     "pass the base model with --base")
+
+
+def merge_adapter(adapter_dir: str, out_dir: str, base: str | None = None) -> str:
+    """Merge a LoRA adapter into its base model and save a standalone checkpoint with the base's tokenizer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = base or base_model_of(adapter_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter_dir)
+    merged = model.merge_and_unload()
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    try:
+        merged.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)

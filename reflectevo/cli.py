@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reflectevo.interop import export_command, export_model_command, import_command
 from reflectevo.schema import RoundManifest
 from verifiers.cli import verify_command
 
@@ -20,7 +21,7 @@ console = Console()
 
 @app.callback()
 def main() -> None:
-    """Subcommands: evolve, verify."""
+    """Subcommands: evolve, verify, import, export, export-model."""
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -71,3 +72,6 @@ def evolve(
 
 
 app.command("verify")(verify_command)
+app.command("import")(import_command)
+app.command("export")(export_command)
+app.command("export-model")(export_model_command)

@@ -9,16 +9,19 @@ the same prompt, which DPO needs for a pair.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.engines import Engine, SamplingConfig
+from models.engines import Engine, SamplingConfig, load_engine
 from models.prompts import extract_answer, judge_messages
-from reflectevo.schema import DatasetManifest, PairRecord, Problem, Reflection, SFTRecord, Trajectory
+from reflectevo.schema import DatasetManifest, ModelRef, PairRecord, Problem, Reflection, SFTRecord, Trajectory
 from reflectevo.shards import atomic_write_text, content_key, read_records, write_shard
 
 DATASETS = {"dplus": SFTRecord, "dpm": PairRecord, "dpref": PairRecord}
@@ -29,8 +32,29 @@ class CurateConfig(BaseModel):
 
     max_pm_pairs_per_problem: int = Field(default=4, ge=0, description="Cap on D± pairs per problem and instruction.")
     max_pref_pairs_per_problem: int = Field(default=2, ge=0, description="Cap on Dpref candidates per group.")
-    judge: str = Field(default="self", description="Dpref judge: 'self' (the round's model) or 'none' (no Dpref).")
+    judge: str = Field(default="self", description="Dpref judge: 'self' (the round's model), 'none' (no Dpref), "
+                       "'model:<name or path>' (another local model, loaded like `model`) or 'openai:<base_url>' "
+                       "(an OpenAI-compatible chat completions endpoint; set judge_model).")
+    judge_model: str = Field(default="", description="Model name sent to an 'openai:' judge endpoint.")
+    judge_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the 'openai:' "
+                                   "endpoint's API key; unset: no Authorization header (local servers).")
+    judge_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout of an 'openai:' judge.")
     judge_max_tokens: int = Field(default=32, ge=1)
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_kind(cls, value: str) -> str:
+        kind, _, target = value.partition(":")
+        if value in ("self", "none") or (kind in ("model", "openai") and target):
+            return value
+        raise ValueError(f"curate.judge {value!r}: use 'self', 'none', 'model:<name or path>' or 'openai:<base_url>'")
+
+    @model_validator(mode="after")
+    def _openai_needs_model(self) -> CurateConfig:
+        if self.judge.startswith("openai:") and not self.judge_model:
+            raise ValueError(f"curate.judge {self.judge!r} needs curate.judge_model, the model name the endpoint "
+                             "serves")
+        return self
 
 
 class JudgeResult(BaseModel):
@@ -46,16 +70,19 @@ class Judge(Protocol):
         """For each (problem, reflection 0, reflection 1): which is better."""
 
 
-class ModelJudge:
-    """A chat model asked both orders; a pair counts only when both orders pick the same reflection."""
+class BothOrdersJudge(ABC):
+    """Asks about each pair in both orders; a pair counts only when both orders pick the same reflection, which
+    cancels a judge's bias for the first (or second) position. Subclasses say how one conversation is asked."""
 
-    def __init__(self, engine: Engine, name: str, max_tokens: int = 32):
-        self.engine, self.name, self.max_tokens = engine, name, max_tokens
+    name: str
+
+    @abstractmethod
+    def ask(self, conversations: list[list[dict[str, str]]]) -> tuple[list[str], list[str]]:
+        """(exact prompt as sent, raw reply) for each conversation."""
 
     def compare(self, items: list[tuple[Problem, str, str]]) -> list[JudgeResult]:
-        prompts = [self.engine.render(judge_messages(p, a, b)) for p, a, b in items]
-        prompts += [self.engine.render(judge_messages(p, b, a)) for p, a, b in items]
-        outs = [c[0].text for c in self.engine.generate(prompts, SamplingConfig(max_tokens=self.max_tokens))]
+        conversations = [judge_messages(p, a, b) for p, a, b in items] + [judge_messages(p, b, a) for p, a, b in items]
+        prompts, outs = self.ask(conversations)
         n, results = len(items), []
         for i in range(n):
             fwd, rev = (extract_answer(outs[i]) or "").upper(), (extract_answer(outs[n + i]) or "").upper()
@@ -63,6 +90,69 @@ class ModelJudge:
             results.append(JudgeResult(winner=winner, prompts=[prompts[i], prompts[n + i]],
                                        verdicts=[outs[i], outs[n + i]]))
         return results
+
+
+class ModelJudge(BothOrdersJudge):
+    """A local chat model (the round's own, or another): all prompts in one batched, greedy engine call."""
+
+    def __init__(self, engine: Engine, name: str, max_tokens: int = 32):
+        self.engine, self.name, self.max_tokens = engine, name, max_tokens
+
+    def ask(self, conversations: list[list[dict[str, str]]]) -> tuple[list[str], list[str]]:
+        prompts = [self.engine.render(c) for c in conversations]
+        outs = [c[0].text for c in self.engine.generate(prompts, SamplingConfig(max_tokens=self.max_tokens))]
+        return prompts, outs
+
+
+class OpenAIJudge(BothOrdersJudge):
+    """Any OpenAI-compatible endpoint, through its `/v1/chat/completions` HTTP API, greedy.
+
+    `base_url` is the server root or its `/v1` root (the OpenAI client's convention); the stored prompt is the
+    request's messages as JSON, since the server applies its own chat template.
+    """
+
+    def __init__(self, base_url: str, model: str, max_tokens: int = 32, api_key: str | None = None,
+                 timeout_s: float = 60.0):
+        root = base_url.rstrip("/")
+        self.url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+        self.model, self.max_tokens, self.api_key, self.timeout_s = model, max_tokens, api_key, timeout_s
+        self.name = f"openai:{root}#{model}"
+
+    def ask(self, conversations: list[list[dict[str, str]]]) -> tuple[list[str], list[str]]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        prompts, outs = [], []
+        with httpx.Client(timeout=self.timeout_s, headers=headers) as client:
+            for messages in conversations:
+                response = client.post(self.url, json={"model": self.model, "messages": messages, "temperature": 0,
+                                                       "max_tokens": self.max_tokens})
+                response.raise_for_status()
+                try:
+                    outs.append(response.json()["choices"][0]["message"]["content"] or "")
+                except (ValueError, KeyError, IndexError, TypeError):
+                    raise ValueError(f"judge endpoint {self.url} answered without choices[0].message.content: "
+                                     f"{response.text[:200]!r}") from None
+                prompts.append(json.dumps(messages, ensure_ascii=False))
+        return prompts, outs
+
+
+def make_judge(cfg: CurateConfig, engine_config: str, model: ModelRef, model_path: str) -> Judge | None:
+    """The Dpref judge `cfg.judge` names; None for 'none'."""
+    if cfg.judge == "none":
+        return None
+    if cfg.judge == "self":
+        engine = load_engine(engine_config, model_path, model.adapter)
+        return ModelJudge(engine, name=f"self:{model.base}" + (f"+{model.adapter}" if model.adapter else ""),
+                          max_tokens=cfg.judge_max_tokens)
+    kind, target = cfg.judge.split(":", 1)
+    if kind == "model":
+        from models.loading import resolve_model
+
+        return ModelJudge(load_engine(engine_config, resolve_model(target), None), name=cfg.judge,
+                          max_tokens=cfg.judge_max_tokens)
+    return OpenAIJudge(target, cfg.judge_model, cfg.judge_max_tokens, os.environ.get(cfg.judge_api_key_env),
+                       cfg.judge_timeout_s)
 
 
 def states_gold(problem: Problem, text: str) -> bool:
@@ -110,7 +200,8 @@ def pair_record(kind: str, t: Trajectory, chosen: Reflection, rejected: Reflecti
     return PairRecord(
         id=f"{p.task}/{p.id}/{chosen.instruction_id}/{chosen.sample}>{rejected.sample}", kind=kind, problem_id=p.id,
         task=p.task, question=p.question, answer=p.answer, instruction_id=chosen.instruction_id,
-        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "", prompt=chosen.prompt,
+        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "",
+        first_trial_prompt=t.first.prompt, prompt=chosen.prompt,
         chosen=chosen.text, rejected=rejected.text, second_trial_reasoning_chosen=chosen.second.output,
         second_trial_answer_chosen=chosen.second.answer or "", second_trial_reasoning_rejected=rejected.second.output,
         second_trial_answer_rejected=rejected.second.answer or "", judge=judge_name,

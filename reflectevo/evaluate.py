@@ -1,27 +1,50 @@
-"""Evaluation on the held-out problems: trial 1, one reflection for each wrong answer, trial 2.
+"""Evaluation on the held-out problems: trial 1, then up to T turns of reflect -> retry on the still-wrong ones.
 
-Acc@t1 is first-trial accuracy; Acc@t2 counts a problem correct if trial 1 was, or if the second trial after the
-reflection was (reflection is gated by the verifier, as in the paper, so Acc@t2 >= Acc@t1).
+Acc@t1 is first-trial accuracy; Acc@t{k+1} counts a problem correct if any of its first k+1 trials was: reflection
+is gated by the verifier, as in the paper, so accuracy never falls from one turn to the next. `delta` is the
+paper's difference, Acc@t2 - Acc@t1. Two protocols for trial 1:
+
+* `paper`: trial 1 from the base model, generated once per run and reused by every round (the paper reuses one
+  stored base run), so Acc@t1 is the same in every round and the difference measures reflection alone;
+* `evolution`: trial 1 from the round's model, so Acc@t1 also shows what training did to first answers.
+
+Results are written in lm-evaluation-harness's shape, so its summarisers read them: `results_<timestamp>.json`
+(per task `"acc@t1,none"`-style metrics with an alias, configs, versions, n-samples, config, git hash, date,
+duration) and one `samples_<task>_<timestamp>.jsonl` per task.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
+import subprocess
+import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.engines import Engine, SamplingConfig
+from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
 from models.prompts import FEEDBACK_WRONG, INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
 from reflectevo.generate import attempt_batch
-from reflectevo.schema import Problem
-from reflectevo.shards import atomic_write_text
+from reflectevo.schema import Attempt, ModelRef, Problem
+from reflectevo.shards import atomic_write_text, content_key, file_sha256, read_jsonl, write_jsonl
+
+TASK_VERSION = 1.0  # bump when prompts or scoring change what a task's numbers mean
 
 
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    protocol: Literal["paper", "evolution"] = Field(
+        default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
+        "trial 1 from the round's model.")
+    turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
+                       "each trial, acc@t1 .. acc@t{T+1}; a problem stops at its first correct trial.")
     instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
     trial_max_tokens: int = Field(default=192, ge=1)
     reflection_max_tokens: int = Field(default=128, ge=1)
@@ -30,41 +53,184 @@ class EvalConfig(BaseModel):
         if self.instruction_id not in INSTRUCTIONS:
             raise ValueError(f"evaluate.instruction_id {self.instruction_id!r} is not a pool key like '1-1-1'")
 
+    def trial_sampling(self) -> SamplingConfig:
+        return SamplingConfig(max_tokens=self.trial_max_tokens)
 
-def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig) -> tuple[dict[str, dict[str, float]], list[dict]]:
-    """Per-task metrics ({task: {acc@t1, acc@t2, delta, n}}, plus 'all') and one sample row per problem."""
-    trial = SamplingConfig(max_tokens=cfg.trial_max_tokens)
-    firsts = attempt_batch(engine, problems, [engine.render(reasoning_messages(p)) for p in problems], trial, 1)
-    wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]
-    refl_prompts = [engine.render(reflection_messages(problems[i], firsts[i].output, cfg.instruction_id,
-                                                      FEEDBACK_WRONG)) for i in wrong]
-    reflections = [c[0].text for c in engine.generate(refl_prompts, SamplingConfig(max_tokens=cfg.reflection_max_tokens))] if wrong else []
-    second_prompts = [engine.render(correction_messages(problems[i], firsts[i].output, r))
-                      for i, r in zip(wrong, reflections)]
-    seconds = attempt_batch(engine, [problems[i] for i in wrong], second_prompts, trial, 2)
-    second_of = dict(zip(wrong, seconds))
-    reflection_of = dict(zip(wrong, reflections))
+    def reflection_sampling(self) -> SamplingConfig:
+        return SamplingConfig(max_tokens=self.reflection_max_tokens)
 
-    samples, by_task = [], defaultdict(list)
-    for i, (p, first) in enumerate(zip(problems, firsts)):
-        t1 = first.status == "correct"
-        t2 = t1 or (i in second_of and second_of[i].status == "correct")
-        by_task[p.task].append((t1, t2))
-        by_task["all"].append((t1, t2))
-        samples.append({"task": p.task, "id": p.id, "target": p.answer, "first": first.model_dump(),
-                        "reflection": reflection_of.get(i), "second": second_of[i].model_dump() if i in second_of else None,
-                        "acc@t1": float(t1), "acc@t2": float(t2)})
+    def metric_names(self) -> list[str]:
+        return [f"acc@t{k}" for k in range(1, self.turns + 2)]
+
+
+def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig) -> list[Attempt]:
+    return attempt_batch(engine, problems, [engine.render(reasoning_messages(p)) for p in problems],
+                         cfg.trial_sampling(), 1)
+
+
+def _trial_call(a: Attempt) -> dict:
+    return {"role": "trial", "prompt": a.prompt, "text": a.output, "filtered": a.answer or "", "status": a.status}
+
+
+def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig,
+             first: list[Attempt] | None = None) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """Per-task metrics ({task: {acc@t1, .., delta, n}}, plus 'all') and one lm-eval sample row per problem.
+
+    `first`: trial 1 made elsewhere (the base model's, under the paper protocol); else the engine makes it. Each
+    turn is one batched reflection call and one batched trial call over the problems still wrong.
+    """
+    latest = list(first) if first is not None else first_trials(engine, problems, cfg)
+    calls = [[_trial_call(a)] for a in latest]
+    solved = [[a.status == "correct"] for a in latest]
+    for turn in range(cfg.turns):
+        wrong = [i for i, a in enumerate(latest) if a.status != "correct"]
+        prompts = [engine.render(reflection_messages(problems[i], latest[i].output, cfg.instruction_id,
+                                                     FEEDBACK_WRONG)) for i in wrong]
+        texts = [c[0].text for c in engine.generate(prompts, cfg.reflection_sampling())] if wrong else []
+        retry_prompts = [engine.render(correction_messages(problems[i], latest[i].output, t))
+                         for i, t in zip(wrong, texts)]
+        retries = attempt_batch(engine, [problems[i] for i in wrong], retry_prompts, cfg.trial_sampling(), turn + 2)
+        for i, prompt, text, attempt in zip(wrong, prompts, texts, retries):
+            calls[i] += [{"role": "reflection", "prompt": prompt, "text": text, "filtered": text}, _trial_call(attempt)]
+            latest[i] = attempt
+        for i, a in enumerate(latest):
+            solved[i].append(a.status == "correct")
+
+    samples, doc_ids = [], defaultdict(int)
+    for p, history, correct in zip(problems, calls, solved):
+        doc = p.model_dump()
+        samples.append({
+            "task": p.task, "doc_id": doc_ids[p.task], "doc": doc, "target": p.answer,
+            "arguments": {f"gen_args_{k}": {"arg_0": c["prompt"], "arg_1": _gen_kwargs(cfg, c["role"])}
+                          for k, c in enumerate(history)},
+            "resps": [[c["text"]] for c in history], "filtered_resps": [c["filtered"] for c in history],
+            "statuses": [c["status"] for c in history if c["role"] == "trial"],
+            "doc_hash": _sha(json.dumps(doc, sort_keys=True)), "prompt_hash": _sha(history[0]["prompt"]),
+            **{name: float(ok) for name, ok in zip(cfg.metric_names(), correct)},
+        })
+        doc_ids[p.task] += 1
+    return _metrics(samples, cfg), samples
+
+
+def _gen_kwargs(cfg: EvalConfig, role: str) -> dict:
+    s = cfg.trial_sampling() if role == "trial" else cfg.reflection_sampling()
+    return {"role": role, "max_gen_toks": s.max_tokens, "temperature": s.temperature, "do_sample": s.temperature > 0}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _metrics(samples: list[dict], cfg: EvalConfig) -> dict[str, dict[str, float]]:
+    groups = defaultdict(list)
+    for s in samples:
+        groups[s["task"]].append(s)
+        groups["all"].append(s)
     metrics = {}
-    for task, rows in by_task.items():
-        a1 = sum(r[0] for r in rows) / len(rows)
-        a2 = sum(r[1] for r in rows) / len(rows)
-        metrics[task] = {"acc@t1": a1, "acc@t2": a2, "delta": a2 - a1, "n": float(len(rows))}
-    return metrics, samples
+    for task, rows in groups.items():
+        m = {name: sum(r[name] for r in rows) / len(rows) for name in cfg.metric_names()}
+        metrics[task] = {**m, "delta": m["acc@t2"] - m["acc@t1"], "n": float(len(rows))}
+    return metrics
 
 
-def write_eval(out_dir: str, metrics: dict, samples: list[dict], extra: dict) -> str:
+def _stderr(p: float, n: float) -> float | str:
+    """Standard error of a mean of 0/1 values, as lm-eval reports it ('N/A' for one sample)."""
+    return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else "N/A"
+
+
+def _result_row(name: str, m: dict[str, float], cfg: EvalConfig) -> dict:
+    row: dict = {"alias": name}
+    for metric in cfg.metric_names():
+        row[f"{metric},none"] = m[metric]
+        row[f"{metric}_stderr,none"] = _stderr(m[metric], m["n"])
+    row["delta,none"] = m["delta"]
+    return row
+
+
+def git_hash() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def results_document(metrics: dict[str, dict[str, float]], cfg: EvalConfig, config: dict, seconds: float) -> dict:
+    """The lm-evaluation-harness results JSON; the aggregate over tasks is the group 'all'."""
+    tasks = sorted(t for t in metrics if t != "all")
+    metric_names = [*cfg.metric_names(), "delta"]
+    doc = {
+        "results": {t: _result_row(t, metrics[t], cfg) for t in [*tasks, "all"]},
+        "groups": {"all": _result_row("all", metrics["all"], cfg)},
+        "group_subtasks": {"all": tasks},
+        "configs": {t: {"task": t, "output_type": "generate_until", "num_fewshot": 0,
+                        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                                        for m in metric_names],
+                        "generation_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
+                        "metadata": {"version": TASK_VERSION, **cfg.model_dump()}} for t in tasks},
+        "versions": {**{t: TASK_VERSION for t in tasks}, "all": "N/A"},
+        "n-shot": {t: 0 for t in tasks},
+        "higher_is_better": {t: {m: True for m in metric_names} for t in tasks},
+        "n-samples": {t: {"original": int(metrics[t]["n"]), "effective": int(metrics[t]["n"])} for t in tasks},
+        "config": config,
+        "date": time.time(),
+        "total_evaluation_time_seconds": str(seconds),
+    }
+    if (sha := git_hash()) is not None:
+        doc["git_hash"] = sha
+    return doc
+
+
+def write_eval(out_dir: str, document: dict, samples: list[dict]) -> str:
+    """`results_<timestamp>.json` and `samples_<task>_<timestamp>.jsonl` under `out_dir`; returns the results path."""
     out = Path(out_dir)
-    atomic_write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    path = out / "metrics.json"
-    atomic_write_text(path, json.dumps({"results": metrics, **extra}, indent=1))
+    stamp = datetime.now().isoformat().replace(":", "-")
+    by_task = defaultdict(list)
+    for s in samples:
+        by_task[s["task"]].append({k: v for k, v in s.items() if k != "task"})
+    for task, rows in by_task.items():
+        name = re.sub(r"[^\w.-]", "_", task)
+        atomic_write_text(out / f"samples_{name}_{stamp}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    path = out / f"results_{stamp}.json"
+    atomic_write_text(path, json.dumps(document, indent=1))
     return str(path)
+
+
+def base_first_trials(cfg: EvalConfig, problems: list[Problem], problems_path: str, cache_dir: str, model: ModelRef,
+                      model_path: str, engine_config: str) -> list[Attempt]:
+    """The base model's first trials on these problems: generated once, then read back by every later round."""
+    engine = EngineConfig.model_validate_json(engine_config)
+    key = content_key(stage="eval-first-trials", problems=file_sha256(problems_path), base=model.base_sha256,
+                      engine=[engine.name, engine.dtype], max_tokens=cfg.trial_max_tokens)
+    path = Path(cache_dir) / f"first-trials-{key[:16]}.jsonl"
+    if path.exists():
+        return read_jsonl(path, Attempt)
+    attempts = first_trials(load_engine(engine_config, model_path, None), problems, cfg)
+    write_jsonl(path, attempts)
+    return attempts
+
+
+def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir: str, model: ModelRef,
+                   model_path: str, engine_config: str, metadata: dict | None = None) -> tuple[str, dict]:
+    """Evaluate a model (base + adapter) on a problems file and write the results; returns (results path, metrics).
+
+    `cache_dir` holds the paper protocol's base first trials, shared by every round of a run.
+    """
+    start = time.perf_counter()
+    problems = read_jsonl(problems_path, Problem)
+    first = None
+    if cfg.protocol == "paper":
+        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine_config)
+    metrics, samples = run_eval(load_engine(engine_config, model_path, model.adapter), problems, cfg, first)
+    config = {
+        "model": model.base,
+        "model_args": {"pretrained": model_path, "adapter": model.adapter, "base_sha256": model.base_sha256,
+                       "adapter_sha256": model.adapter_sha256},
+        "gen_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
+        "first_trial_adapter": None if cfg.protocol == "paper" else model.adapter,
+        "protocol": cfg.protocol, "turns": cfg.turns, "engine": json.loads(engine_config),
+        "seed": cfg.trial_sampling().seed, "problems": problems_path, "metadata": metadata or {},
+    }
+    document = results_document(metrics, cfg, config, time.perf_counter() - start)
+    return write_eval(out_dir, document, samples), metrics

@@ -91,6 +91,18 @@ class Trajectory(Record):
     reflections: list[Reflection] = Field(default_factory=list)
 
 
+PROMPTS_RENDERED = (
+    "True: the prompt fields are the exact engine-rendered text (chat template applied). False: each is the text of "
+    "one user message (records imported from the official ReflectEvo format), rendered through the training "
+    "tokenizer's chat template at training time."
+)
+OFFICIAL = (
+    "Records imported from the official ReflectEvo format: JSON {'fields': the record's field names in order, "
+    "'values': the original value of each field these columns cannot hold exactly (non-string values, fields "
+    "without a column here)}, so an export reproduces the record. Empty for records this pipeline generated."
+)
+
+
 class SFTRecord(Record):
     """D+: a reflection whose second trial was verified correct."""
 
@@ -108,6 +120,8 @@ class SFTRecord(Record):
     second_trial_prompt: str
     second_trial_reasoning: str
     second_trial_answer: str
+    prompts_rendered: bool = Field(default=True, description=PROMPTS_RENDERED)
+    official: str = Field(default="", description=OFFICIAL)
 
 
 class PairRecord(Record):
@@ -125,6 +139,7 @@ class PairRecord(Record):
     instruction_id: str
     first_trial_reasoning: str
     first_trial_answer: str
+    first_trial_prompt: str = Field(default="", description="Exact rendered first-trial prompt (provenance).")
     prompt: str = Field(description="The exact reflection prompt both reflections answered.")
     chosen: str
     rejected: str
@@ -135,6 +150,8 @@ class PairRecord(Record):
     judge: str = Field(default="", description="Judge that picked `chosen` (Dpref only).")
     judge_prompts: list[str] = Field(default_factory=list, description="Exact judge prompts (both orders).")
     judge_verdicts: list[str] = Field(default_factory=list, description="Raw judge outputs, one per prompt.")
+    prompts_rendered: bool = Field(default=True, description=PROMPTS_RENDERED)
+    official: str = Field(default="", description=OFFICIAL)
 
 
 class ShardManifest(Record):
@@ -167,6 +184,8 @@ class AdapterManifest(Record):
     rows: int = 0
     skipped_reason: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
+    dataset: str = Field(default="", description="Name of the dataset the setting trained on (dplus, dpm, dpref).")
+    data_sha256: str | None = Field(default=None, description="Hash of that dataset's file.")
 
 
 class RoundManifest(Record):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from prefect import task
 
-from models.engines import load_engine
 from reflectevo.config import RoundConfig
-from reflectevo.curate import ModelJudge, curate, curation_key
+from reflectevo.curate import curate, curation_key, make_judge
 from reflectevo.schema import DatasetManifest, ModelRef, ShardManifest
 from tasks import retry_transient
 
@@ -14,12 +13,8 @@ from tasks import retry_transient
 @task(name="curate-round", task_run_name="curate-r{round_}", retries=1, retry_condition_fn=retry_transient)
 def curate_task(cfg: RoundConfig, round_: int, shards: list[ShardManifest], model: ModelRef,
                 model_path: str) -> dict[str, DatasetManifest]:
-    """Build D+, D± and Dpref from the round's trajectory shards; the judge is the round's own model."""
-    judge = None
-    if cfg.curate.judge == "self":
-        engine = load_engine(cfg.engine.model_dump_json(), model_path, model.adapter)
-        judge = ModelJudge(engine, name=f"self:{model.base}" + (f"+{model.adapter}" if model.adapter else ""),
-                           max_tokens=cfg.curate.judge_max_tokens)
+    """Build D+, D± and Dpref from the round's trajectory shards; the Dpref judge is the one `curate.judge` names."""
+    judge = make_judge(cfg.curate, cfg.engine.model_dump_json(), model, model_path)
     key = curation_key([s.sha256 for s in shards], cfg.curate, model.model_dump(), round_)
     return curate([s.path for s in shards], str(cfg.round_path(round_) / "datasets"), key, cfg.curate, judge,
                   round_, cfg.model_dump_json(indent=1))

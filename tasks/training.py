@@ -13,10 +13,9 @@ from tasks import retry_transient
 @task(name="train-adapter", task_run_name="train-r{round_}", retries=1, retry_condition_fn=retry_transient)
 def train_task(cfg: RoundConfig, round_: int, datasets: dict[str, DatasetManifest], model: ModelRef,
                model_path: str) -> AdapterManifest:
-    """Train the round's LoRA adapter from the lineage's latest one; an empty D+ skips training, with the reason."""
-    dplus = datasets["dplus"]
-    manifest = train_adapter(cfg.train, model_path, model.adapter, dplus.path, str(cfg.round_path(round_) / "adapter"),
-                             dplus.sha256)
+    """Train the round's LoRA adapter from the lineage's latest one on the dataset its setting needs; an empty
+    dataset skips training, with the reason."""
+    manifest = train_adapter(cfg.train, model_path, model.adapter, datasets, str(cfg.round_path(round_) / "adapter"))
     if manifest.skipped_reason:
         get_run_logger().warning("round %d trains no adapter: %s", round_, manifest.skipped_reason)
     return manifest

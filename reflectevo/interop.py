@@ -1,0 +1,265 @@
+"""Interop with the official ReflectEvo data format: import, export, and merging an adapter into a model.
+
+Official records (one JSON object a line, or a hub dataset's rows):
+
+* D+: `id, question, answer, first_trial_reasoning, first_trial_answer, second_trial_reasoning,
+  second_trial_answer, reflections, reason_prompt, reflect_prompt`, where `reason_prompt` is the pair
+  [first-trial prompt, second-trial prompt].
+* D± and Dpref: `id, question, answer, first_trial_reasoning, first_trial_answer, second_trial_reasoning_chosen,
+  second_trial_answer_chosen, reflection_chosen, second_trial_reasoning_rejected, second_trial_answer_rejected,
+  reflection_rejected`, optionally `reason_prompt` and `reflection_prompt` (strings).
+
+Import maps them onto `SFTRecord` / `PairRecord`; what the columns cannot hold exactly (a non-string id or
+answer, a field absent from this record, an unknown field, the field order) goes into the record's `official`
+column, so export reproduces every official field of every record. Official prompts are the text of one user
+message, so imported records have `prompts_rendered=False` and training renders them with the tokenizer's chat
+template. The official `id` is the question's id, ours `problem_id`: export writes `problem_id` as `id`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Literal, Optional
+
+import typer
+
+from models.prompts import FEEDBACK_WRONG, reflection_messages
+from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
+from reflectevo.shards import content_key, file_sha256, write_shard
+
+# official field -> our field; a tuple maps a list onto several fields, in order
+DPLUS_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "id": "problem_id", "question": "question", "answer": "answer",
+    "first_trial_reasoning": "first_trial_reasoning", "first_trial_answer": "first_trial_answer",
+    "second_trial_reasoning": "second_trial_reasoning", "second_trial_answer": "second_trial_answer",
+    "reflections": "reflection", "reason_prompt": ("first_trial_prompt", "second_trial_prompt"),
+    "reflect_prompt": "reflection_prompt",
+}
+PAIR_FIELDS: dict[str, str | tuple[str, ...]] = {
+    "id": "problem_id", "question": "question", "answer": "answer",
+    "first_trial_reasoning": "first_trial_reasoning", "first_trial_answer": "first_trial_answer",
+    "second_trial_reasoning_chosen": "second_trial_reasoning_chosen",
+    "second_trial_answer_chosen": "second_trial_answer_chosen", "reflection_chosen": "chosen",
+    "second_trial_reasoning_rejected": "second_trial_reasoning_rejected",
+    "second_trial_answer_rejected": "second_trial_answer_rejected", "reflection_rejected": "rejected",
+    "reason_prompt": "first_trial_prompt", "reflection_prompt": "prompt",
+}
+PAIR_OPTIONAL = ("reason_prompt", "reflection_prompt")
+# The instruction of the reflection prompt built for pairs that lack one: evaluation's default, so DPO learns the
+# reflection under the prompt it is evaluated with.
+DEFAULT_INSTRUCTION = "1-1-1"
+
+DatasetName = Literal["dplus", "dpm", "dpref"]
+ImportKind = Literal["auto", "dplus", "dpm", "dpref"]
+Shape = Literal["dplus", "pair"]
+
+
+class InteropError(ValueError):
+    """Bad input, named by file, line and field."""
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def read_official(source: str, split: str = "train") -> Iterator[tuple[str, dict]]:
+    """(location, record) for each record of a JSONL file; anything else (a hub dataset id, a local dataset folder)
+    is read with `datasets.load_dataset`."""
+    path = Path(source)
+    if path.is_file():
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InteropError(f"{source}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(record, dict):
+                    raise InteropError(f"{source}:{n}: expected a JSON object, got {type(record).__name__}")
+                yield f"{source}:{n}", record
+        return
+    from datasets import load_dataset
+
+    for n, record in enumerate(load_dataset(source, split=split), 1):
+        yield f"{source}[{split}] row {n}", dict(record)
+
+
+def detect_shape(record: dict, where: str) -> Shape:
+    """'dplus' or 'pair', from the fields: D+ has `reflections`, pairs `reflection_chosen`."""
+    if "reflections" in record:
+        return "dplus"
+    if "reflection_chosen" in record:
+        return "pair"
+    raise InteropError(f"{where}: neither field 'reflections' (D+) nor 'reflection_chosen' (D± / Dpref); "
+                       f"fields present: {sorted(record)}")
+
+
+def _split_fields(record: dict, fields: dict, where: str, optional: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Our field values, and the `official` side column for what they cannot hold exactly."""
+    missing = [name for name in fields if name not in record and name not in optional]
+    if missing:
+        raise InteropError(f"{where}: missing field {missing[0]!r} (a record of this kind needs {list(fields)})")
+    ours: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    for name, value in record.items():
+        target = fields.get(name)
+        if target is None:
+            kept[name] = value
+        elif isinstance(target, tuple):
+            exact = isinstance(value, list) and len(value) == len(target) and all(isinstance(v, str) for v in value)
+            parts = value if isinstance(value, list) else [value]
+            ours.update({t: _text(parts[i]) if i < len(parts) else "" for i, t in enumerate(target)})
+            if not exact:
+                kept[name] = value
+        else:
+            ours[target] = _text(value)
+            if not isinstance(value, str):
+                kept[name] = value
+    return ours, {"fields": list(record), "values": kept}
+
+
+def official_to_record(record: dict, shape: Shape, task: str, index: int, where: str, rendered: bool,
+                       pair_kind: Literal["pm", "pref"] = "pm") -> SFTRecord | PairRecord:
+    """One official record as ours; `index` makes record ids unique (official ids name the question)."""
+    fields = DPLUS_FIELDS if shape == "dplus" else PAIR_FIELDS
+    ours, official = _split_fields(record, fields, where, () if shape == "dplus" else PAIR_OPTIONAL)
+    common = dict(id=f"{task}/{ours['problem_id']}/{index}", task=task, instruction_id="", prompts_rendered=rendered,
+                  official=json.dumps(official, ensure_ascii=False))
+    if shape == "dplus":
+        return SFTRecord(**ours, **common)
+    if "prompt" not in ours:  # the official DPO prompt is built from the question and the failed trial
+        problem = Problem(id=ours["problem_id"], task=task, kind="freetext", question=ours["question"],
+                          answer=ours["answer"])
+        ours["prompt"] = reflection_messages(problem, ours["first_trial_reasoning"], DEFAULT_INSTRUCTION,
+                                             FEEDBACK_WRONG)[0]["content"]
+        common["prompts_rendered"] = False
+    return PairRecord(kind=pair_kind, **ours, **common)
+
+
+def record_to_official(record: SFTRecord | PairRecord) -> dict:
+    """The official record: fields in the imported order with their original values, or the standard fields."""
+    fields = DPLUS_FIELDS if isinstance(record, SFTRecord) else PAIR_FIELDS
+    values = record.model_dump()
+    side = json.loads(record.official) if record.official else {"fields": list(fields), "values": {}}
+    out = {}
+    for name in side["fields"]:
+        if name in side["values"]:
+            out[name] = side["values"][name]
+        else:
+            target = fields[name]
+            out[name] = [values[t] for t in target] if isinstance(target, tuple) else values[target]
+    return out
+
+
+def _pair_kind(records: list[dict]) -> str:
+    """Dpref pairs two fixing reflections, D± a fixing and a failing one: so if every rejected reflection's second
+    answer equals the gold answer, the file is Dpref."""
+    same = all(_text(r.get("second_trial_answer_rejected")).strip().lower() == _text(r.get("answer")).strip().lower()
+               for r in records)
+    return "dpref" if same else "dpm"
+
+
+def import_official(source: str, out_dir: str, task: str = "imported", kind: ImportKind = "auto", split: str = "train",
+                    rendered_prompts: bool = False) -> DatasetManifest:
+    """Import a file (or hub dataset) of official records into `out_dir/<dplus|dpm|dpref>/` as one parquet shard."""
+    rows = list(read_official(source, split))
+    if not rows:
+        raise InteropError(f"{source}: no records")
+    shape = detect_shape(rows[0][1], rows[0][0])
+    for where, record in rows[1:]:
+        if detect_shape(record, where) != shape:
+            raise InteropError(f"{where}: a {detect_shape(record, where)} record in a file of {shape} records")
+    if kind == "auto":
+        name = "dplus" if shape == "dplus" else _pair_kind([r for _, r in rows])
+    elif (kind == "dplus") != (shape == "dplus"):
+        raise InteropError(f"{source}: --kind {kind} but the records are {shape} records")
+    else:
+        name = kind
+    records = [official_to_record(r, shape, task, i, where, rendered_prompts, "pref" if name == "dpref" else "pm")
+               for i, (where, r) in enumerate(rows)]
+    path = Path(out_dir) / name / "train-00000-of-00001.parquet"
+    origin = file_sha256(source) if Path(source).is_file() else f"{source}[{split}]"
+    key = content_key(stage="import", source=origin, task=task, kind=name, rendered=rendered_prompts)
+    info = write_shard(path, records, SFTRecord if name == "dplus" else PairRecord, key)
+    return DatasetManifest(name=name, path=str(path), rows=info["rows"], sha256=info["sha256"])
+
+
+def dataset_files(path: str, dataset: str | None = None) -> list[Path]:
+    """Parquet files of one dataset: a file, a dataset folder, or a datasets folder with `dataset` named."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if dataset:
+        p = p / dataset
+    files = sorted(p.rglob("*.parquet"))
+    folders = sorted({f.parent.name for f in files})
+    if not files:
+        raise InteropError(f"{p}: no parquet files")
+    if len(folders) > 1:
+        raise InteropError(f"{p} holds several datasets {folders}; name one with --dataset")
+    return files
+
+
+def export_official(path: str, out: str, dataset: str | None = None) -> int:
+    """Write a dataset's records as official JSONL; returns the record count."""
+    import pyarrow.parquet as pq
+
+    from reflectevo.shards import atomic_write_text
+
+    lines = []
+    for f in dataset_files(path, dataset):
+        table = pq.read_table(f)
+        model = SFTRecord if "reflection" in table.column_names else PairRecord
+        lines += [json.dumps(record_to_official(model.model_validate(row)), ensure_ascii=False)
+                  for row in table.to_pylist()]
+    atomic_write_text(Path(out), "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def import_command(
+    source: Annotated[str, typer.Argument(help="Official-format JSONL file, or a hub dataset id or folder.")],
+    out: Annotated[Path, typer.Option(help="Datasets folder; records go to OUT/<dplus|dpm|dpref>/.")],
+    task: Annotated[str, typer.Option(help="Task name recorded on every record.")] = "imported",
+    kind: Annotated[ImportKind, typer.Option(help="auto: D+ or pairs from the fields; pairs are Dpref when every "
+                                                  "rejected second answer is the gold one, else D±.")] = "auto",
+    split: Annotated[str, typer.Option(help="Hub datasets: the split to read.")] = "train",
+    rendered_prompts: Annotated[bool, typer.Option(help="Prompts are already chat-template-rendered (files "
+                                                        "exported by this project), not user messages.")] = False,
+) -> None:
+    """Import official ReflectEvo D+ / D± / Dpref records as a dataset any training setting can use."""
+    try:
+        manifest = import_official(source, str(out), task, kind, split, rendered_prompts)
+    except InteropError as e:
+        raise typer.BadParameter(str(e), param_hint="SOURCE") from None
+    typer.echo(f"{manifest.name}: {manifest.rows} records -> {manifest.path}")
+
+
+def export_command(
+    path: Annotated[str, typer.Argument(help="A dataset parquet file or folder (e.g. a round's datasets/dplus).")],
+    out: Annotated[Path, typer.Option(help="Output JSONL file.")],
+    dataset: Annotated[Optional[DatasetName], typer.Option(help="The dataset, when PATH holds several.")] = None,
+) -> None:
+    """Export a dataset as official ReflectEvo JSONL records."""
+    try:
+        n = export_official(path, str(out), dataset)
+    except InteropError as e:
+        raise typer.BadParameter(str(e), param_hint="PATH") from None
+    typer.echo(f"{n} records -> {out}")
+
+
+def export_model_command(
+    adapter_dir: Annotated[str, typer.Argument(help="A LoRA adapter folder a round trained.")],
+    out: Annotated[Path, typer.Option(help="Folder for the standalone merged model.")],
+    base: Annotated[Optional[str], typer.Option(help="Base model; default: the one the adapter records.")] = None,
+) -> None:
+    """Merge a LoRA adapter into its base model and save it, with the tokenizer, as a standalone checkpoint."""
+    from models.training import merge_adapter
+
+    try:
+        typer.echo(f"merged model -> {merge_adapter(adapter_dir, str(out), base)}")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="ADAPTER_DIR") from None
