@@ -69,9 +69,11 @@ def _convert_smollm2(out: Path) -> None:
 def resolve_model(name_or_path: str) -> str:
     """A path `from_pretrained` can read for a built-in name, a local path or a hub id."""
     if name_or_path == "tiny":
-        from models.tiny import build_tiny
+        import models.tiny
 
-        return str(_build_once(cache_dir() / "models" / "tiny", build_tiny))
+        # Keyed by the builder's source: a changed recipe builds a new model instead of reusing a stale one.
+        recipe = hashlib.sha256(Path(models.tiny.__file__).read_bytes()).hexdigest()[:12]
+        return str(_build_once(cache_dir() / "models" / f"tiny-{recipe}", models.tiny.build_tiny))
     if name_or_path == "smollm2-135m":
         return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2))
     return name_or_path
