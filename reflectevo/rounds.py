@@ -7,7 +7,7 @@
         trajectories/shard-00000.parquet (+ .done marker)
         datasets/{dplus,dpm,dpref}/train-00000-of-00001.parquet, datasets/README.md (dataset card)
         adapter/                       the LoRA adapter this round trained (absent if skipped)
-        eval/metrics.json, eval/samples.jsonl
+        eval/results_<ts>.json, eval/samples_<task>_<ts>.jsonl
         manifest.json
 """
 
