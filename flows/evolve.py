@@ -1,60 +1,81 @@
 """ReflectEvo flows: one evolution round is generate -> curate -> train -> evaluate; `evolve` chains rounds.
 
-Flows only compose tasks. Each stage is its own flow so the UI shows it, and so it can be run alone.
+Flows only compose tasks. Each stage is its own flow so the UI shows it, and so it can be run alone. Stages that
+load a model or train hold this machine's engine slot (tasks/concurrency.py), so two runs never overlap there.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from reflectevo.config import RoundConfig, load_config
-from reflectevo.rounds import (
-    PreparedProblems,
-    finished_rounds,
-    model_for_round,
-    write_manifest,
-    write_round_config,
+from reflectevo.config import RoundConfig
+from reflectevo.lineage import (
+    StopPolicy,
+    lineage_config,
+    mark_stopped,
+    next_round,
+    over_limit,
+    read_lineage,
+    result_storage_for,
+    stop_reason,
 )
+from reflectevo.rounds import PreparedProblems, model_for_round, write_manifest, write_round_config
 from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
+from tasks.artifacts import publish_round_task, report_progress, start_progress
+from tasks.concurrency import engine_slot
 from tasks.curation import curate_task
 from tasks.evaluation import evaluate_task
 from tasks.generation import plan_shards, prepare_problems_task, submit_shards
+from tasks.lineage import current_deployment, record_round_task, schedule_next_round
 from tasks.training import train_task
 
 
 # One worker: shards share one engine in this process; a distributed task runner fans them out instead.
 @flow(name="generate", flow_run_name="generate-r{round_}", task_runner=ThreadPoolTaskRunner(max_workers=1))
 def generate_flow(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef,
-                  model_path: str) -> list[ShardManifest]:
-    futures = submit_shards(plan_shards(cfg, round_, prepared, model, model_path))
-    return [f.result() for f in futures]
+                  model_path: str, result_storage: str | None = None) -> list[ShardManifest]:
+    jobs = plan_shards(cfg, round_, prepared, model, model_path)
+    progress = start_progress(cfg, round_, len(jobs))
+    manifests = []
+    with engine_slot("generate"):
+        for future in submit_shards(jobs, result_storage_for(cfg, result_storage)):
+            manifests.append(future.result())
+            report_progress(progress, len(manifests), len(jobs))
+    return manifests
 
 
 @flow(name="curate", flow_run_name="curate-r{round_}")
 def curate_flow(cfg: RoundConfig, round_: int, shards: list[ShardManifest], model: ModelRef,
                 model_path: str) -> dict[str, DatasetManifest]:
-    return curate_task(cfg, round_, shards, model, model_path)
+    with engine_slot("curate"):
+        return curate_task(cfg, round_, shards, model, model_path)
 
 
 @flow(name="train", flow_run_name="train-r{round_}")
 def train_flow(cfg: RoundConfig, round_: int, datasets: dict[str, DatasetManifest], model: ModelRef,
                model_path: str) -> AdapterManifest:
-    return train_task(cfg, round_, datasets, model, model_path)
+    with engine_slot("train"):
+        return train_task(cfg, round_, datasets, model, model_path)
 
 
 @flow(name="evaluate", flow_run_name="evaluate-r{round_}")
 def evaluate_flow(cfg: RoundConfig, round_: int, eval_path: str, model: ModelRef, model_path: str) -> tuple[str, dict]:
-    return evaluate_task(cfg, round_, eval_path, model, model_path)
+    with engine_slot("evaluate"):
+        return evaluate_task(cfg, round_, eval_path, model, model_path)
 
 
 @flow(name="evolution-round", flow_run_name="round-{round_}")
-def evolution_round(cfg: RoundConfig, round_: int) -> RoundManifest:
-    """Round r: generate with the lineage's latest adapter, curate, train the next adapter, evaluate it."""
+def evolution_round(cfg: RoundConfig, round_: int, result_storage: str | None = None) -> RoundManifest:
+    """Round r: generate with the lineage's latest adapter, curate, train the next adapter, evaluate it.
+
+    Ends by recording the round in the lineage record and publishing its artifacts.
+    """
     model, model_path = model_for_round(cfg, round_)
     write_round_config(cfg, round_)
     prepared = prepare_problems_task(cfg, round_)
-    shards = generate_flow(cfg, round_, prepared, model, model_path)
+    shards = generate_flow(cfg, round_, prepared, model, model_path, result_storage)
     datasets = curate_flow(cfg, round_, shards, model, model_path)
     adapter = train_flow(cfg, round_, datasets, model, model_path)
     trained = model.model_copy(update={"adapter": adapter.path, "adapter_sha256": adapter.sha256}) if adapter.path else model
@@ -63,25 +84,59 @@ def evolution_round(cfg: RoundConfig, round_: int) -> RoundManifest:
                              trajectories=shards, datasets=datasets, adapter=adapter, metrics_path=metrics_path,
                              metrics=metrics)
     write_manifest(cfg, manifest)
+    lineage = record_round_task(cfg, manifest)
+    publish_round_task(cfg, manifest, lineage)
     return manifest
 
 
-@flow(name="evolve")
+def evolve_run_name() -> str:
+    params = flow_run.get_parameters()
+    start = params.get("round")
+    return f"evolve-{params.get('name') or 'default'}" + (f"-r{start}" if start else "")
+
+
+@flow(name="evolve", flow_run_name=evolve_run_name)
 def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None, tasks: list[str] | None = None,
            limit: int | None = None, run_dir: str | None = None, name: str | None = None,
-           config: str | None = None) -> dict[int, dict]:
-    """Run `rounds` evolution rounds, each from the adapter the one before it trained.
+           config: str | None = None, round: int | None = None, max_rounds: int | None = None,
+           patience: int | None = None, result_storage: str | None = None) -> dict[int, dict]:
+    """Run `rounds` evolution rounds of the lineage in <run_dir>/<name>, each from the adapter the one before trained.
 
-    A run continues its lineage: with rounds 1..r finished in <run_dir>/<name>, the next round is r+1.
+    `round` is the first round to run (a rerun resumes it: finished shards are reused); by default the round
+    after the lineage's latest. Without `config`, the lineage's own last round config is used. Rounds stop early
+    past `max_rounds`, after a round without D+ data, or after `patience` rounds without held-out gain.
+    Started from a deployment, this run does one round and schedules the next on the same deployment;
+    otherwise all rounds run here, one after the other. `result_storage` is where shard results are cached
+    for resuming: a directory or a storage block slug (default <run_dir>/<name>/prefect-results).
     """
+    log = get_run_logger()
     overrides = {"model": model, "tasks": tasks, "limit": limit, "run_dir": run_dir, "name": name}
-    cfg = load_config(config, overrides)
+    cfg = lineage_config(config, overrides, round)
     if engine:
         cfg.engine.name = engine
-    start = (finished_rounds(cfg) or [0])[-1] + 1
-    summary = {}
-    for r in range(start, start + rounds):
-        manifest = evolution_round(cfg, r)
+    policy = StopPolicy(max_rounds=max_rounds, patience=patience)
+    start = round or next_round(cfg)
+    deployment = current_deployment()
+    summary: dict[int, dict] = {}
+    reason = None
+    for r in range(start, start + (1 if deployment else rounds)):
+        if reason := over_limit(policy, r):
+            break
+        manifest = evolution_round(cfg, r, result_storage)
         summary[r] = manifest.metrics
-        get_run_logger().info("round %d metrics: %s", r, manifest.metrics.get("all"))
+        log.info("round %d metrics: %s", r, manifest.metrics.get("all"))
+        if reason := stop_reason(read_lineage(cfg), policy, r):
+            break
+    if reason:
+        log.info("lineage %s stops: %s", cfg.name, reason)
+        mark_stopped(cfg, reason)
+    elif deployment and rounds > 1:
+        r = max(summary)
+        parameters = {"rounds": rounds - 1, "model": model, "engine": engine, "tasks": tasks, "limit": limit,
+                      "run_dir": run_dir, "name": name, "config": config, "round": r + 1,
+                      "max_rounds": max_rounds, "patience": patience, "result_storage": result_storage}
+        # Unset parameters stay unset, so the deployment's defaults apply to the next run as they did to this one.
+        parameters = {k: v for k, v in parameters.items() if v is not None}
+        run_id = schedule_next_round(cfg, deployment, r + 1, parameters)
+        log.info("round %d scheduled on %s: flow run %s", r + 1, deployment, run_id)
     return summary

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reflectevo.interop import export_command, export_model_command, import_command
+from reflectevo.resume_cmd import resume_command
 from reflectevo.schema import RoundManifest
 from verifiers.cli import verify_command
 
@@ -58,6 +59,8 @@ def evolve(
     run_dir: Annotated[Optional[str], typer.Option(help="Folder holding runs (default: runs).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: default).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or YAML file of RoundConfig fields.")] = None,
+    round: Annotated[Optional[int], typer.Option("--round", min=1, help="First round to run (default: the one "
+                                                 "after the run's latest); an earlier one is rerun.")] = None,
 ) -> None:
     """Run evolution rounds under Prefect and print each round's counts and Acc@t1/Acc@t2."""
     from flows.evolve import evolve as evolve_flow
@@ -65,13 +68,14 @@ def evolve(
     from reflectevo.rounds import read_manifest
 
     summary = evolve_flow(rounds=rounds, model=model, engine=engine, tasks=_split(tasks), limit=limit,
-                          run_dir=run_dir, name=name, config=str(config) if config else None)
+                          run_dir=run_dir, name=name, config=str(config) if config else None, round=round)
     cfg = load_config(str(config) if config else None, {"run_dir": run_dir, "name": name})
     for r in summary:
         print_round(read_manifest(cfg, int(r)))
 
 
 app.command("verify")(verify_command)
+app.command("resume")(resume_command)
 app.command("import")(import_command)
 app.command("export")(export_command)
 app.command("export-model")(export_model_command)

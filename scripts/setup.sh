@@ -11,6 +11,14 @@ if ! command -v bwrap >/dev/null 2>&1; then
     echo "setup: the code verifier needs bubblewrap: sudo apt-get install --no-install-recommends bubblewrap" >&2
   fi
 fi
+# Headless Chromium for the Prefect UI test (tests/deployments); ~25 s with apt-get update, ~400 MB.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "setup: the UI test needs chromium (it is skipped without): sudo apt-get install --no-install-recommends chromium" >&2
+  fi
+fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 # torch first and pinned: 2.13.0 is the CPU build on this machine; any unpinned torch pulls a multi-GB CUDA build.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
+import os
+from pathlib import Path
+
+from prefect import get_run_logger, task
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
@@ -58,6 +61,15 @@ def generate_shard_task(job: ShardJob) -> ShardManifest:
                           job.generate, job.round, job.shard)
 
 
-def submit_shards(jobs: list[ShardJob]) -> list[PrefectFuture]:
-    """Submit every shard; one whose files are missing or stale is recomputed even if Prefect cached it."""
-    return [generate_shard_task.with_options(refresh_cache=finished(j.out_path, j.key) is None).submit(j) for j in jobs]
+def submit_shards(jobs: list[ShardJob], result_storage: str) -> list[PrefectFuture]:
+    """Submit every shard; one whose files are missing or stale is recomputed even if Prefect cached it.
+
+    `result_storage` is a directory (absolute path) or a storage block slug; every run of the round must see
+    the same one for finished shards to come back as Cached.
+    """
+    storage = Path(result_storage) if os.path.isabs(result_storage) else result_storage
+    done = [finished(j.out_path, j.key) is not None for j in jobs]
+    get_run_logger().info("%d of %d shards are complete on disk and will be reused; %d to generate",
+                          sum(done), len(jobs), len(jobs) - sum(done))
+    return [generate_shard_task.with_options(refresh_cache=not ok, result_storage=storage).submit(j)
+            for j, ok in zip(jobs, done)]

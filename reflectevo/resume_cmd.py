@@ -1,0 +1,47 @@
+"""`reflectevo resume <run> --round R`: run round R of a run folder again, reusing every finished shard.
+
+The same as a new deployment run of that round: shards whose completion markers match their content keys come
+back from Prefect's cache (state Cached) or from disk, and only missing or failed shards are generated.
+The round runs with the config.json it was started with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def round_config(run: Path, round_: int) -> Path:
+    """The config a round started with; an error that says how to start it when it never did."""
+    if not run.is_dir():
+        raise typer.BadParameter(f"run folder {run} does not exist; pass <run_dir>/<name>, e.g. runs/default",
+                                 param_hint="RUN")
+    path = run / f"round-{round_}" / "config.json"
+    if not path.exists():
+        started = sorted(p.parent.name for p in run.glob("round-*/config.json"))
+        raise typer.BadParameter(
+            f"round {round_} of {run} never started ({path} is missing; started: {', '.join(started) or 'none'}); "
+            f"start it with: reflectevo evolve --run-dir {run.parent} --name {run.name} --round {round_}",
+            param_hint="--round")
+    return path
+
+
+def resume_command(
+    run: Annotated[Path, typer.Argument(help="The run folder, <run_dir>/<name>.")],
+    round: Annotated[int, typer.Option("--round", min=1, help="The round to run again.")],
+    result_storage: Annotated[Optional[str], typer.Option(
+        help="Where shard results are cached: a directory or a storage block slug "
+             "(default <run>/prefect-results).")] = None,
+) -> None:
+    """Run round R of a run again: finished shards are reused, missing or failed ones are generated."""
+    from flows.evolve import evolve
+    from reflectevo.cli import print_round
+    from reflectevo.config import load_config
+    from reflectevo.rounds import read_manifest
+
+    config = round_config(run, round)
+    evolve(rounds=1, round=round, run_dir=str(run.parent), name=run.name, config=str(config),
+           result_storage=result_storage)
+    print_round(read_manifest(load_config(str(config), {"run_dir": str(run.parent), "name": run.name}), round))
