@@ -1,6 +1,6 @@
 """A Prefect server, work pool and worker on loopback for the deployment tests; every process stopped by PID.
 
-The commands are shell strings run from the repository root with `bash -c`, exactly as docs/nightly.md lists
+The commands are shell strings run from the repository root with `bash -c`, exactly as the README lists
 them (a test checks that the document holds each one); `$PORT`, `$RUNS`, `$NAME` and `$LIMIT` come from the
 environment the test gives them.
 """
@@ -21,7 +21,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-# What docs/nightly.md tells a person to type, and what the tests type.
+# What the README tells a person to type, and what the tests type.
 COMMANDS = {
     "server": 'prefect server start --host 127.0.0.1 --port "$PORT"',
     "pool": "prefect work-pool create reflectevo --type process",

@@ -240,5 +240,5 @@ def test_served_deployments_chain_a_round_to_the_next_through_run_deployment(sta
 
 
 def test_the_runbook_lists_every_command_these_tests_run():
-    runbook = (ROOT / "docs" / "nightly.md").read_text()
+    runbook = (ROOT / "README.md").read_text()
     assert [name for name, command in COMMANDS.items() if command not in runbook] == []
