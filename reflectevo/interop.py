@@ -25,6 +25,7 @@ from typing import Annotated, Any, Iterator, Literal, Optional
 import typer
 
 from models.prompts import FEEDBACK_WRONG, reflection_messages
+from reflectevo.problems import BadInput, read_rows
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import content_key, file_sha256, write_shard
 
@@ -66,21 +67,15 @@ def _text(value: Any) -> str:
 
 
 def read_official(source: str, split: str = "train") -> Iterator[tuple[str, dict]]:
-    """(location, record) for each record of a JSONL file; anything else (a hub dataset id, a local dataset folder)
-    is read with `datasets.load_dataset`."""
-    path = Path(source)
-    if path.is_file():
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InteropError(f"{source}:{n}: not valid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(record, dict):
-                    raise InteropError(f"{source}:{n}: expected a JSON object, got {type(record).__name__}")
-                yield f"{source}:{n}", record
+    """(location, record) for each record of a JSONL/JSON/parquet file (read like problem files, errors naming
+    file and line); anything else (a hub dataset id, a local dataset folder) is read with `datasets.load_dataset`."""
+    if Path(source).is_file():
+        try:
+            rows = read_rows(source)
+        except BadInput as e:
+            raise InteropError(str(e)) from None
+        for n, record in rows:
+            yield f"{source}, line {n}", record
         return
     from datasets import load_dataset
 

@@ -95,22 +95,22 @@ class TestBadInput:
     def test_bad_json_names_file_and_line(self, tmp_path):
         good = OFFICIAL["dplus"].read_text().splitlines()[0]
         path = self.write(tmp_path, good, '{"id": 1, "question": ')
-        with pytest.raises(InteropError, match=rf"{path}:2: not valid JSON"):
+        with pytest.raises(InteropError, match=rf"{path}, line 2: not valid JSON"):
             import_official(path, str(tmp_path / "out"))
 
     def test_missing_field_names_file_line_and_field(self, tmp_path):
         rows = lines(OFFICIAL["dpm"])
         del rows[1]["reflection_rejected"]
         path = self.write(tmp_path, *(json.dumps(r) for r in rows))
-        with pytest.raises(InteropError, match=rf"{path}:2: missing field 'reflection_rejected'"):
+        with pytest.raises(InteropError, match=rf"{path}, line 2: missing field 'reflection_rejected'"):
             import_official(path, str(tmp_path / "out"))
 
     def test_unknown_shape_and_mixed_files_are_named(self, tmp_path):
-        with pytest.raises(InteropError, match=r"bad.jsonl:1: neither field 'reflections'"):
+        with pytest.raises(InteropError, match=r"bad.jsonl, line 1: neither field 'reflections'"):
             import_official(self.write(tmp_path, '{"id": 1}'), str(tmp_path / "out"))
         mixed = self.write(tmp_path, OFFICIAL["dplus"].read_text().splitlines()[0],
                            OFFICIAL["dpm"].read_text().splitlines()[0])
-        with pytest.raises(InteropError, match=r"bad.jsonl:2: a pair record in a file of dplus records"):
+        with pytest.raises(InteropError, match=r"bad.jsonl, line 2: a pair record in a file of dplus records"):
             import_official(mixed, str(tmp_path / "out"))
 
     def test_export_of_several_datasets_asks_for_one(self, tmp_path):
