@@ -19,7 +19,7 @@ def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_h
     config = tmp_path / "config.json"
     config.write_text(json.dumps({
         "shard_size": 4,
-        "generate": {"reflections": 2, "trial_max_tokens": 24, "reflection_max_tokens": 16},
+        "generate": {"reflections": 4, "trial_max_tokens": 24, "reflection_max_tokens": 16},
         "evaluate": {"trial_max_tokens": 24, "reflection_max_tokens": 16},
         "train": {"max_steps": 1, "batch_size": 2},
     }))
@@ -31,5 +31,10 @@ def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_h
     trajectories = [t for s in manifest.trajectories for t in read_records(s.path, Trajectory)]
     assert trajectories and len(trajectories) == sum(s.rows for s in manifest.trajectories)
     assert all(t.first.output_tokens > 0 for t in trajectories)
-    assert manifest.adapter.path is not None, manifest.adapter.skipped_reason  # training ran after the engine left
+    # vLLM's CPU sampling is not bit-stable across runs, so a round of the tiny model can (rarely) fix nothing;
+    # then training must be skipped with the reason, never fail. Otherwise it ran after the engine left.
+    if manifest.datasets["dplus"].rows:
+        assert manifest.adapter.path is not None and Path(manifest.adapter.path, "adapter_config.json").exists()
+    else:
+        assert manifest.adapter.path is None and manifest.adapter.skipped_reason.startswith("D+ is empty")
     assert manifest.metrics_path and Path(manifest.metrics_path).exists()  # evaluated with the adapter, by vLLM
