@@ -13,8 +13,14 @@ from reflectevo.shards import read_records
 pytestmark = pytest.mark.prefect
 
 
-def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_harness, vllm_engine, tmp_path):
+def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_harness, tmp_path):
     from flows.evolve import evolve
+    from models.engines import release_engines
+
+    # A fresh engine, as a real round gets: the session's shared one holds other tests' prompts in its prefix
+    # cache, and KV blocks computed in other batches differ in the last bits, which changes sampled text. From a
+    # fresh engine the round is the same on every run (measured: D+ had 4 rows in each of 4 runs).
+    release_engines()
 
     config = tmp_path / "config.json"
     config.write_text(json.dumps({
@@ -31,10 +37,6 @@ def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_h
     trajectories = [t for s in manifest.trajectories for t in read_records(s.path, Trajectory)]
     assert trajectories and len(trajectories) == sum(s.rows for s in manifest.trajectories)
     assert all(t.first.output_tokens > 0 for t in trajectories)
-    # vLLM's CPU sampling is not bit-stable across runs, so a round of the tiny model can (rarely) fix nothing;
-    # then training must be skipped with the reason, never fail. Otherwise it ran after the engine left.
-    if manifest.datasets["dplus"].rows:
-        assert manifest.adapter.path is not None and Path(manifest.adapter.path, "adapter_config.json").exists()
-    else:
-        assert manifest.adapter.path is None and manifest.adapter.skipped_reason.startswith("D+ is empty")
+    assert manifest.datasets["dplus"].rows > 0
+    assert manifest.adapter.path is not None and Path(manifest.adapter.path, "adapter_config.json").exists()
     assert manifest.metrics_path and Path(manifest.metrics_path).exists()  # evaluated with the adapter, by vLLM
