@@ -39,4 +39,7 @@ def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_h
     assert all(t.first.output_tokens > 0 for t in trajectories)
     assert manifest.datasets["dplus"].rows > 0
     assert manifest.adapter.path is not None and Path(manifest.adapter.path, "adapter_config.json").exists()
-    assert manifest.metrics_path and Path(manifest.metrics_path).exists()  # evaluated with the adapter, by vLLM
+    # Evaluated by vLLM with the adapter this round trained.
+    results = json.loads(Path(manifest.metrics_path).read_text())
+    assert results["config"]["engine"]["name"] == "vllm"
+    assert results["config"]["model_args"]["adapter"] == manifest.adapter.path
