@@ -5,7 +5,11 @@
 #   2. generation tok/s per model: bench/generation.py with the transformers engine, and with vLLM as well when
 #      it is importable (its generation_ratio and engine_ratio lines);
 #   3. LoRA training steps/s on the tiny model: models.training.train_adapter on a small D+ shard made here.
+# Packages the machine lacks can come as wheels in .whl/ (bench/gpu_wheels.sh fetches them elsewhere); they are
+# installed into a temporary folder that goes first on PYTHONPATH.
 # Usage: bench/gpu_check.sh [--cpu]    --cpu hides any GPU: a smoke test on a machine without one.
+# On the lent device: `bash bench/gpu_wheels.sh` here, then run `PYTHON=python3 bash bench/gpu_check.sh` there
+# with .whl carried (24 wheels, 24 MB; the tiny model is built there in seconds, SmolLM2 does not fit the carry).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +25,12 @@ if [[ "${1:-}" == "--cpu" ]]; then
     steps=10
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"  # works whether or not the project is pip-installed
+if compgen -G "$root/.whl/*.whl" >/dev/null; then
+    site="$(mktemp -d)"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$root"/.whl/*.whl
+    export PYTHONPATH="$site:$PYTHONPATH"
+    echo "gpu_check: $(ls "$root"/.whl/*.whl | wc -l) wheels from .whl/ installed into $site"
+fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export REFLECTEVO_CACHE_DIR="${REFLECTEVO_CACHE_DIR:-$root/.cache/reflectevo}"  # .cache/ is git-ignored
 
