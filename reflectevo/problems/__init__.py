@@ -2,18 +2,27 @@
 
 A source is a typed config (`ProblemSource`); `load_problems` turns it into `Problem` records through the parser
 registered for its `format`. Bad rows raise `BadInput` naming the file, the line and the field.
+
+Real files are messy; what is unambiguous is repaired and reported rather than rejected (`load_problems_reporting`
+returns the repairs): option letters written without a period (`A text`, `A:`), and an id that a file repeats for
+different questions (the later ones become `1402#2`, `1402#3`, with a warning naming the lines).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections import defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from reflectevo.errors import ConfigError, DataError
 from reflectevo.schema import Kind, Problem
 
 BUILTIN_TASKS = {"choice": "choice.jsonl", "math": "math.jsonl"}
@@ -22,7 +31,10 @@ RowParser = Callable[[dict[str, Any], "ProblemSource", str], Problem]
 PARSERS: dict[str, RowParser] = {}
 
 
-class BadInput(ValueError):
+log = logging.getLogger(__name__)
+
+
+class BadInput(DataError):
     """A row that cannot be read, with where it is and what is wrong."""
 
     def __init__(self, file: str, line: int | None, field: str | None, message: str):
@@ -44,6 +56,72 @@ class ProblemSource(BaseModel):
     kind: Kind | None = Field(default=None, description="Override the answer kind the format implies.")
     columns: dict[str, str] = Field(default_factory=dict, description="'mapped' format: our field -> source column.")
 
+    @model_validator(mode="after")
+    def _readable(self) -> ProblemSource:
+        if self.format not in PARSERS:
+            raise ValueError(f"unknown problem format {self.format!r}; known: {', '.join(sorted(PARSERS))}")
+        if self.format == "builtin" and self.task not in BUILTIN_TASKS:
+            raise ValueError(f"unknown built-in task {self.task!r}; known: {', '.join(sorted(BUILTIN_TASKS))} "
+                             "(a file in a public format needs `format` and `path`)")
+        if self.format != "builtin" and not (self.path or self.hub_id):
+            raise ValueError(f"problem source {self.task!r} needs `path` or `hub_id` for format {self.format!r}")
+        return self
+
+
+class Repair(NamedTuple):
+    """One thing a source got wrong that loading fixed: `kind` is 'option_markers' or 'duplicate_id'."""
+
+    kind: str
+    file: str
+    line: int
+    detail: str
+
+
+_row_repairs: ContextVar[list[str] | None] = ContextVar("row_repairs", default=None)
+
+
+def note_repair(kind: str) -> None:
+    """Called by a parser that had to read a row leniently; counted against that row's line."""
+    notes = _row_repairs.get()
+    if notes is not None:
+        notes.append(kind)
+
+
+@contextmanager
+def row_repairs() -> Iterator[list[str]]:
+    """Collect the `note_repair` kinds of the rows parsed inside."""
+    notes: list[str] = []
+    token = _row_repairs.set(notes)
+    try:
+        yield notes
+    finally:
+        _row_repairs.reset(token)
+
+
+def unique_ids(located: list[tuple[str, int, Problem]]) -> tuple[list[Problem], list[Repair]]:
+    """Problems in order, a repeated id made unique: the first keeps it, the k-th becomes `<id>#k`."""
+    lines: dict[str, list[int]] = defaultdict(list)
+    for _, line, p in located:
+        lines[p.id].append(line)
+    taken = set(lines)
+    seen: dict[str, int] = defaultdict(int)
+    out, repairs = [], []
+    for name, line, p in located:
+        seen[p.id] += 1
+        if seen[p.id] == 1:
+            out.append(p)
+            continue
+        k = seen[p.id]
+        while f"{p.id}#{k}" in taken:
+            k += 1
+        new = f"{p.id}#{k}"
+        taken.add(new)
+        detail = f"id {p.id!r} is on lines {', '.join(map(str, lines[p.id]))}; line {line} is now {new!r}"
+        log.warning("%s: %s", name, detail)
+        repairs.append(Repair("duplicate_id", name, line, detail))
+        out.append(p.model_copy(update={"id": new}))
+    return out, repairs
+
 
 def register_parser(name: str) -> Callable[[RowParser], RowParser]:
     def deco(fn: RowParser) -> RowParser:
@@ -63,15 +141,34 @@ def read_rows(path: str) -> list[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.exists():
         raise BadInput(path, None, None, "file not found")
+    if p.is_dir():
+        raise BadInput(path, None, None, "is a folder, not a file")
     if p.suffix == ".parquet":
         import pandas as pd
 
-        return [(i + 1, row) for i, row in enumerate(pd.read_parquet(p).to_dict(orient="records"))]
-    text = p.read_text(encoding="utf-8")
+        try:
+            frame = pd.read_parquet(p)
+        except Exception as e:  # pyarrow raises several types for a file that is not parquet
+            raise BadInput(path, None, None, f"not a readable parquet file ({type(e).__name__}: {e})") from None
+        return [(i + 1, row) for i, row in enumerate(frame.to_dict(orient="records"))]
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadInput(path, line, None, "not UTF-8 text (a binary file?); expected JSON lines") from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise BadInput(path, line, None, "holds NUL bytes (a binary file?); expected JSON lines")
     if not text.strip():
         raise BadInput(path, None, None, "file is empty")
     if p.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BadInput(path, e.lineno, None, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise BadInput(path, None, None, "a .json file must hold a list of JSON objects")
         return [(i + 1, row) for i, row in enumerate(data)]
     rows = []
     for n, line in enumerate(text.splitlines(), start=1):
@@ -88,12 +185,13 @@ def read_rows(path: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def load_problems(source: ProblemSource) -> list[Problem]:
-    """All problems of one source, in source order."""
-    if source.format not in PARSERS:
-        raise ValueError(f"unknown problem format {source.format!r}; known: {sorted(PARSERS)}")
+    """All problems of one source, in source order (repairs are logged; see `load_problems_reporting`)."""
+    return load_problems_reporting(source)[0]
+
+
+def load_problems_reporting(source: ProblemSource) -> tuple[list[Problem], list[Repair]]:
+    """All problems of one source, in source order, and each repair made to read the source whole."""
     if source.format == "builtin":
-        if source.task not in BUILTIN_TASKS:
-            raise ValueError(f"unknown built-in task {source.task!r}; known: {sorted(BUILTIN_TASKS)}")
         ref = resources.files("reflectevo.problems") / "data" / BUILTIN_TASKS[source.task]
         with resources.as_file(ref) as p:
             located = [(str(p), n, row) for n, row in read_rows(str(p))]
@@ -105,21 +203,40 @@ def load_problems(source: ProblemSource) -> list[Problem]:
         ds = load_dataset(source.hub_id, split=source.split)
         located = [(source.hub_id, i + 1, row) for i, row in enumerate(ds)]
     else:
-        raise ValueError(f"problem source {source.task!r} needs `path` or `hub_id` for format {source.format!r}")
+        raise ConfigError(f"problem source {source.task!r} needs `path` or `hub_id` for format {source.format!r}")
     parse = PARSERS[source.format]
-    problems = []
+    parsed, repairs = [], []
     for name, line, row in located:
         try:
-            problem = parse(row, source, f"{Path(name).stem}-{line}")
+            with row_repairs() as notes:
+                problem = parse(row, source, f"{Path(name).stem}-{line}")
+            repairs += [Repair(kind, name, line, kind.replace("_", " ")) for kind in notes]
         except ValidationError as e:
             err = e.errors()[0]
             raise BadInput(name, line, ".".join(map(str, err["loc"])), err["msg"]) from None
         except KeyError as e:
             raise BadInput(name, line, str(e.args[0]), "missing") from None
+        except ValueError as e:  # the source's settings, not this row (e.g. 'mapped' without `kind`)
+            raise ConfigError(f"problem source {source.task!r} ({name}): {e}") from None
         if source.kind:
             problem = problem.model_copy(update={"kind": source.kind})
-        problems.append(problem)
-    return problems
+        parsed.append((name, line, problem))
+    problems, renamed = unique_ids(parsed)
+    return problems, repairs + renamed
+
+
+def summarize_repairs(repairs: list[Repair]) -> list[str]:
+    """One line per kind of repair: how many, and on which lines of which file."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in repairs:
+        groups[(r.kind, r.file)].append(r.line)
+    what = {"option_markers": "option letters without a period ('A text', 'A:') read as options",
+            "duplicate_id": "repeated ids made unique ('<id>#2')"}
+    out = []
+    for (kind, file), lines in groups.items():
+        shown = ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else "")
+        out.append(f"{file}: {len(lines)} {what.get(kind, kind)} (lines {shown})")
+    return out
 
 
 def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) -> tuple[list[Problem], list[Problem]]:

@@ -26,12 +26,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from reflectevo.problems import ProblemSource, register_parser
+from reflectevo.problems import ProblemSource, note_repair, register_parser
 from reflectevo.schema import Problem
 from verifiers.math import last_boxed
 
 LETTERS = string.ascii_uppercase
 _OPTION = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.*)$")
+# Official LogiQA writes 30 of its 500 questions' options as "A All American ..." or "A: ...": read only when no
+# block of strict markers is found, and counted as a repair.
+_LOOSE_OPTION = re.compile(r"^\s*\(?([A-Z])(?:[.):]|\s)\s*(\S.*)$")
 
 
 class _Row(BaseModel):
@@ -51,16 +54,27 @@ def _row_id(value: int | str | None, fallback_id: str) -> str:
 def split_options(text: str) -> tuple[str, list[str]]:
     """(text before the options, option texts) for a trailing block of `A.`, `B.`, ... lines, in letter order.
 
-    A line that does not start the next letter continues the previous option. No block: `(text, [])`.
+    A line that does not start the next letter continues the previous option. Without such a block, lines
+    marked `A text`, `A:` are read the same way (a repair, noted). No block: `(text, [])`.
     """
+    head, options = _split_options(text, _OPTION)
+    if options:
+        return head, options
+    head, options = _split_options(text, _LOOSE_OPTION)
+    if options:
+        note_repair("option_markers")
+    return head, options
+
+
+def _split_options(text: str, marker: re.Pattern) -> tuple[str, list[str]]:
     lines = text.splitlines()
     for start in range(len(lines) - 1, -1, -1):
-        m = _OPTION.match(lines[start])
+        m = marker.match(lines[start])
         if not (m and m.group(1) == "A"):
             continue
         options: list[str] = []
         for line in lines[start:]:
-            m = _OPTION.match(line)
+            m = marker.match(line)
             if m and m.group(1) == LETTERS[len(options)]:
                 options.append(m.group(2).strip())
             elif options:
