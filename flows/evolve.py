@@ -1,23 +1,27 @@
 """ReflectEvo flows: one evolution round is generate -> curate -> train -> evaluate; `evolve` chains rounds.
 
 Flows only compose tasks. Each stage is its own flow so the UI shows it, and so it can be run alone. Stages that
-load a model or train hold this machine's engine slot (tasks/concurrency.py), so two runs never overlap there.
+load a model or train hold this machine's engine slot (tasks/concurrency.py), so two runs never overlap there;
+generation on Ray (`runner: ray`) leaves placement to Ray's resources instead (tasks/runners.py).
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from reflectevo.config import RoundConfig
 from reflectevo.lineage import (
     StopPolicy,
+    check_rounds,
+    evolve_overrides,
     lineage_config,
+    lineage_lock,
     mark_stopped,
     next_round,
     over_limit,
     read_lineage,
+    reconcile,
     result_storage_for,
     stop_reason,
 )
@@ -29,17 +33,18 @@ from tasks.curation import curate_task
 from tasks.evaluation import evaluate_task
 from tasks.generation import plan_shards, prepare_problems_task, submit_shards
 from tasks.lineage import current_deployment, record_round_task, schedule_next_round
+from tasks.runners import generation_runner, shard_placement
 from tasks.training import train_task
 
 
-# One worker: shards share one engine in this process; a distributed task runner fans them out instead.
-@flow(name="generate", flow_run_name="generate-r{round_}", task_runner=ThreadPoolTaskRunner(max_workers=1))
+# The task runner is the local default; evolution_round swaps in the one `cfg.runner` names (tasks/runners.py).
+@flow(name="generate", flow_run_name="generate-r{round_}", task_runner=generation_runner("local"))
 def generate_flow(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef,
                   model_path: str, result_storage: str | None = None) -> list[ShardManifest]:
     jobs = plan_shards(cfg, round_, prepared, model, model_path)
     progress = start_progress(cfg, round_, len(jobs))
     manifests = []
-    with engine_slot("generate"):
+    with shard_placement(cfg.runner, cfg.engine):
         for future in submit_shards(jobs, result_storage_for(cfg, result_storage)):
             manifests.append(future.result())
             report_progress(progress, len(manifests), len(jobs))
@@ -75,7 +80,8 @@ def evolution_round(cfg: RoundConfig, round_: int, result_storage: str | None = 
     model, model_path = model_for_round(cfg, round_)
     write_round_config(cfg, round_)
     prepared = prepare_problems_task(cfg, round_)
-    shards = generate_flow(cfg, round_, prepared, model, model_path, result_storage)
+    generate = generate_flow.with_options(task_runner=generation_runner(cfg.runner))
+    shards = generate(cfg, round_, prepared, model, model_path, result_storage)
     datasets = curate_flow(cfg, round_, shards, model, model_path)
     adapter = train_flow(cfg, round_, datasets, model, model_path)
     trained = model.model_copy(update={"adapter": adapter.path, "adapter_sha256": adapter.sha256}) if adapter.path else model
@@ -110,33 +116,33 @@ def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None,
     for resuming: a directory or a storage block slug (default <run_dir>/<name>/prefect-results).
     """
     log = get_run_logger()
-    overrides = {"model": model, "tasks": tasks, "limit": limit, "run_dir": run_dir, "name": name}
-    cfg = lineage_config(config, overrides, round)
-    if engine:
-        cfg.engine.name = engine
+    check_rounds(rounds, round)
+    cfg = lineage_config(config, evolve_overrides(model, engine, tasks, limit, run_dir, name), round)
     policy = StopPolicy(max_rounds=max_rounds, patience=patience)
-    start = round or next_round(cfg)
-    deployment = current_deployment()
-    summary: dict[int, dict] = {}
-    reason = None
-    for r in range(start, start + (1 if deployment else rounds)):
-        if reason := over_limit(policy, r):
-            break
-        manifest = evolution_round(cfg, r, result_storage)
-        summary[r] = manifest.metrics
-        log.info("round %d metrics: %s", r, manifest.metrics.get("all"))
-        if reason := stop_reason(read_lineage(cfg), policy, r):
-            break
-    if reason:
-        log.info("lineage %s stops: %s", cfg.name, reason)
-        mark_stopped(cfg, reason)
-    elif deployment and rounds > 1:
-        r = max(summary)
-        parameters = {"rounds": rounds - 1, "model": model, "engine": engine, "tasks": tasks, "limit": limit,
-                      "run_dir": run_dir, "name": name, "config": config, "round": r + 1,
-                      "max_rounds": max_rounds, "patience": patience, "result_storage": result_storage}
-        # Unset parameters stay unset, so the deployment's defaults apply to the next run as they did to this one.
-        parameters = {k: v for k, v in parameters.items() if v is not None}
-        run_id = schedule_next_round(cfg, deployment, r + 1, parameters)
-        log.info("round %d scheduled on %s: flow run %s", r + 1, deployment, run_id)
+    with lineage_lock(cfg):  # one run per lineage; a crash's unrecorded round is recorded first
+        reconcile(cfg)
+        start = round or next_round(cfg)
+        deployment = current_deployment()
+        summary: dict[int, dict] = {}
+        reason = None
+        for r in range(start, start + (1 if deployment else rounds)):
+            if reason := over_limit(policy, r):
+                break
+            manifest = evolution_round(cfg, r, result_storage)
+            summary[r] = manifest.metrics
+            log.info("round %d metrics: %s", r, manifest.metrics.get("all"))
+            if reason := stop_reason(read_lineage(cfg), policy, r):
+                break
+        if reason:
+            log.info("lineage %s stops: %s", cfg.name, reason)
+            mark_stopped(cfg, reason)
+        elif deployment and rounds > 1:
+            r = max(summary)
+            parameters = {"rounds": rounds - 1, "model": model, "engine": engine, "tasks": tasks, "limit": limit,
+                          "run_dir": run_dir, "name": name, "config": config, "round": r + 1,
+                          "max_rounds": max_rounds, "patience": patience, "result_storage": result_storage}
+            # Unset parameters stay unset, so the deployment's defaults apply to the next run as they did to this one.
+            parameters = {k: v for k, v in parameters.items() if v is not None}
+            run_id = schedule_next_round(cfg, deployment, r + 1, parameters)
+            log.info("round %d scheduled on %s: flow run %s", r + 1, deployment, run_id)
     return summary

@@ -1,28 +1,93 @@
-"""The `reflectevo` command."""
+"""The `reflectevo` command.
+
+Every command checks its input before it starts Prefect or loads a model: a bad flag, config file, task, model
+path or data file is one line on stderr naming the file, line, field and fix, exit code 2, nothing written.
+An error later, inside a run, is one line with its cause and the path of a log file holding the full traceback;
+exit code 2 when rerunning cannot help (`reflectevo.errors.PermanentError`), else 1.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+import os
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+# Before anything imports prefect. A busy machine is normal: Prefect's 20 s for the temporary server to start is
+# not enough on a loaded 2-core box. Telemetry fails offline and logs an ERROR on every run. The user's own
+# settings win.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+for _key, _value in PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
 
-from reflectevo.interop import export_command, export_model_command, import_command
-from reflectevo.resume_cmd import resume_command
-from reflectevo.schema import RoundManifest
-from verifiers.cli import verify_command
+import functools  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import traceback  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Callable, Optional  # noqa: E402
 
+import click  # noqa: E402
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from reflectevo.errors import PermanentError  # noqa: E402
+from reflectevo.interop import export_command, export_model_command, import_command  # noqa: E402
+from reflectevo.resume_cmd import resume_command  # noqa: E402
+from reflectevo.schema import RoundManifest  # noqa: E402
+from verifiers.cli import verify_command  # noqa: E402
+
+# rich_markup_mode=None: usage errors print click's plain "Error: ..." line, not a box that wraps the message.
 app = typer.Typer(help="ReflectEvo on Prefect: rounds of self-reflection learning for small language models.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False)
 console = Console()
+
+SERVER_HINT = ("the temporary Prefect server did not start in time (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="
+               "{timeout}); fix: raise that timeout, or start a server once with `prefect server start` and point "
+               "every command at it with PREFECT_API_URL=http://127.0.0.1:4200/api")
+
+
+def fail(message: str, code: int) -> None:
+    """Print one line on stderr and exit."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+def write_log(command: str, error: BaseException) -> str:
+    """The full traceback in a log file of its own; returns its path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    fd, path = tempfile.mkstemp(prefix=f"reflectevo-{command}-{stamp}-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"reflectevo {' '.join(sys.argv[1:])}\n")
+        f.write("".join(traceback.format_exception(error)))
+    return path
+
+
+def guarded(command: Callable) -> Callable:
+    """A command whose errors end as one line and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
+            raise
+        except PermanentError as e:
+            fail(str(e), 2)
+        except Exception as e:  # an incident inside a run: the cause here, the traceback in the log
+            if "ephemeral Prefect API server" in str(e) or "ephemeral server" in str(e).lower():
+                cause = SERVER_HINT.format(timeout=os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"))
+            else:
+                cause = f"{type(e).__name__}: {e}"
+            fail(f"{cause} (full log: {write_log(command.__name__.removesuffix('_command'), e)})", 1)
+
+    return run
 
 
 @app.callback()
 def main() -> None:
-    """Subcommands: evolve, verify, import, export, export-model."""
+    """Subcommands: evolve, verify, resume, import, export, export-model."""
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -50,12 +115,13 @@ def print_round(manifest: RoundManifest) -> None:
 
 
 @app.command()
+@guarded
 def evolve(
-    rounds: Annotated[int, typer.Option(help="Rounds to run, each from the previous round's adapter.")] = 1,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds to run, each from the previous round's adapter.")] = 1,
     model: Annotated[Optional[str], typer.Option(help="'smollm2-135m' (default), 'tiny', a path or hub id.")] = None,
     engine: Annotated[Optional[str], typer.Option(help="auto | transformers | vllm")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated task families, e.g. choice,math.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Problems per task at most.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Problems per task at most.")] = None,
     run_dir: Annotated[Optional[str], typer.Option(help="Folder holding runs (default: runs).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: default).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON or YAML file of RoundConfig fields.")] = None,
@@ -63,19 +129,35 @@ def evolve(
                                                  "after the run's latest); an earlier one is rerun.")] = None,
 ) -> None:
     """Run evolution rounds under Prefect and print each round's counts and Acc@t1/Acc@t2."""
-    from flows.evolve import evolve as evolve_flow
-    from reflectevo.config import load_config
+    from reflectevo.lineage import evolve_overrides, lineage_config, lineage_lock
     from reflectevo.rounds import read_manifest
 
-    summary = evolve_flow(rounds=rounds, model=model, engine=engine, tasks=_split(tasks), limit=limit,
-                          run_dir=run_dir, name=name, config=str(config) if config else None, round=round)
-    cfg = load_config(str(config) if config else None, {"run_dir": run_dir, "name": name})
+    config_path = str(config) if config else None
+    task_list = _split(tasks)
+    # Everything is checked here, before Prefect starts or a model loads, and before anything is written.
+    cfg = lineage_config(config_path, evolve_overrides(model, engine, task_list, limit, run_dir, name), round)
+    report_repairs(cfg)
+    with lineage_lock(cfg):
+        from flows.evolve import evolve as evolve_flow
+
+        summary = evolve_flow(rounds=rounds, model=model, engine=engine, tasks=task_list, limit=limit,
+                              run_dir=run_dir, name=name, config=config_path, round=round)
     for r in summary:
         print_round(read_manifest(cfg, int(r)))
 
 
-app.command("verify")(verify_command)
-app.command("resume")(resume_command)
-app.command("import")(import_command)
-app.command("export")(export_command)
-app.command("export-model")(export_model_command)
+def report_repairs(cfg) -> None:
+    """Check the model and load every problem source whole; print what had to be repaired, one line per kind."""
+    from reflectevo.config import preflight
+    from reflectevo.problems import summarize_repairs
+
+    for task, repairs in preflight(cfg).items():
+        for line in summarize_repairs(repairs):
+            typer.echo(f"repaired [{task}]: {line}", err=True)
+
+
+app.command("verify")(guarded(verify_command))
+app.command("resume")(guarded(resume_command))
+app.command("import")(guarded(import_command))
+app.command("export")(guarded(export_command))
+app.command("export-model")(guarded(export_model_command))

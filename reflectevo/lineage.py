@@ -3,23 +3,35 @@
 `<run_dir>/<name>/lineage.json` records where the lineage stands, so a run with no parameters (the nightly
 deployment) continues it: the latest round, the adapter the next round starts from, its metrics, and one entry
 per finished round. The stop conditions of round chaining are pure functions of this record.
+
+The round's manifest.json is the commit point of a round; lineage.json is derived from the manifests
+(`reconcile`), so a crash between the two loses nothing: the next run records the round first. One run at a
+time holds a lineage (`lineage_lock`, an OS file lock the kernel frees when its holder dies).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
+import os
 import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from reflectevo.config import RoundConfig, load_config
-from reflectevo.rounds import finished_rounds
+from reflectevo.errors import ConfigError, RefusedError
+from reflectevo.rounds import finished_rounds, read_manifest
 from reflectevo.schema import RoundManifest
 from reflectevo.shards import atomic_write_text
 
 LINEAGE_FILE = "lineage.json"
+LOCK_FILE = ".lineage.lock"
 # The held-out number "gain" means: Acc@t2 over all tasks, the accuracy after one reflection.
 GAIN_TASK, GAIN_METRIC = "all", "acc@t2"
 
@@ -66,6 +78,20 @@ def write_lineage(cfg: RoundConfig, lineage: Lineage) -> None:
     atomic_write_text(lineage_path(cfg), lineage.model_dump_json(indent=1))
 
 
+def evolve_overrides(model: str | None = None, engine: str | None = None, tasks: list[str] | None = None,
+                     limit: int | None = None, run_dir: str | None = None, name: str | None = None) -> dict:
+    """The config fields the `evolve` flags and flow parameters set (None: not set); checked like file fields."""
+    return {"model": model, "tasks": tasks, "limit": limit, "run_dir": run_dir, "name": name,
+            "engine": {"name": engine} if engine else None}
+
+
+def check_rounds(rounds: int, round_: int | None) -> None:
+    if rounds < 1:
+        raise ConfigError(f"--rounds {rounds}: must be 1 or more (the number of rounds to run)")
+    if round_ is not None and round_ < 1:
+        raise ConfigError(f"--round {round_}: rounds are numbered from 1")
+
+
 def lineage_config(config: str | None, overrides: dict, round_: int | None = None) -> RoundConfig:
     """The round config of a run: `config` and `overrides`; without `config`, the config the lineage ran with.
 
@@ -87,11 +113,66 @@ def lineage_config(config: str | None, overrides: dict, round_: int | None = Non
 
 
 def next_round(cfg: RoundConfig) -> int:
-    """The round after the lineage's latest; run folders older than lineage.json count their manifests."""
+    """The round after the latest finished one: the lineage record's, or a newer manifest's (a crash between
+    writing a round's manifest and its lineage entry, or a run folder older than lineage.json)."""
     lineage = read_lineage(cfg)
-    if lineage and lineage.latest:
-        return lineage.latest.round + 1
-    return (finished_rounds(cfg) or [0])[-1] + 1
+    recorded = lineage.latest.round if lineage and lineage.latest else 0
+    return max(recorded, (finished_rounds(cfg) or [0])[-1]) + 1
+
+
+def reconcile(cfg: RoundConfig) -> list[int]:
+    """Record every finished round (one with a manifest) that the lineage record lacks; returns those rounds.
+
+    Idempotent, so it can run at the start of every run: whatever point a crash hit, the record catches up.
+    """
+    lineage = read_lineage(cfg)
+    known = {e.round for e in lineage.history} if lineage else set()
+    missing = [r for r in finished_rounds(cfg) if r not in known]
+    for r in missing:
+        record_round(cfg, read_manifest(cfg, r), None)
+    return missing
+
+
+_held: dict[str, int] = {}  # lock files this process holds, with their nesting depth
+
+
+@contextmanager
+def lineage_lock(cfg: RoundConfig) -> Iterator[None]:
+    """Hold the lineage for this process, or refuse with who holds it.
+
+    An OS lock (flock) on `<run>/.lineage.lock`: the kernel frees it when the holder exits or is killed, so a
+    dead run never blocks the next one. Reentrant within a process (the CLI takes it, then the flow it runs).
+    Shared run folders on NFS need working flock there.
+    """
+    path = cfg.run_path() / LOCK_FILE
+    key = str(path.resolve())
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RefusedError(f"lineage {cfg.run_path()} is already being run ({holder}); wait for that run to end "
+                               "(its lock is freed when it exits), or give this run another --name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode(), 0)
+        _held[key] = 1
+        try:
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def record_round(cfg: RoundConfig, manifest: RoundManifest, flow_run_id: str | None) -> Lineage:

@@ -12,19 +12,21 @@ from typing import Annotated, Optional
 
 import typer
 
+from reflectevo.errors import ConfigError
+
 
 def round_config(run: Path, round_: int) -> Path:
     """The config a round started with; an error that says how to start it when it never did."""
     if not run.is_dir():
-        raise typer.BadParameter(f"run folder {run} does not exist; pass <run_dir>/<name>, e.g. runs/default",
-                                 param_hint="RUN")
+        raise ConfigError(f"RUN {run}: " + ("is a file" if run.exists() else "folder does not exist") +
+                          "; fix: pass the run folder <run_dir>/<name>, e.g. runs/default")
     path = run / f"round-{round_}" / "config.json"
     if not path.exists():
         started = sorted(p.parent.name for p in run.glob("round-*/config.json"))
-        raise typer.BadParameter(
-            f"round {round_} of {run} never started ({path} is missing; started: {', '.join(started) or 'none'}); "
-            f"start it with: reflectevo evolve --run-dir {run.parent} --name {run.name} --round {round_}",
-            param_hint="--round")
+        raise ConfigError(
+            f"--round {round_}: round {round_} of {run} never started ({path} is missing; started: "
+            f"{', '.join(started) or 'none'}); fix: start it with: reflectevo evolve --run-dir {run.parent} "
+            f"--name {run.name} --round {round_}")
     return path
 
 
@@ -36,12 +38,22 @@ def resume_command(
              "(default <run>/prefect-results).")] = None,
 ) -> None:
     """Run round R of a run again: finished shards are reused, missing or failed ones are generated."""
-    from flows.evolve import evolve
-    from reflectevo.cli import print_round
+    from reflectevo.cli import print_round, report_repairs
     from reflectevo.config import load_config
+    from reflectevo.lineage import lineage_lock, result_storage_for
     from reflectevo.rounds import read_manifest
 
     config = round_config(run, round)
-    evolve(rounds=1, round=round, run_dir=str(run.parent), name=run.name, config=str(config),
-           result_storage=result_storage)
-    print_round(read_manifest(load_config(str(config), {"run_dir": str(run.parent), "name": run.name}), round))
+    # Checked before Prefect starts: the stored config still validates, its model and problem files still load.
+    cfg = load_config(str(config), {"run_dir": str(run.parent), "name": run.name})
+    report_repairs(cfg)
+    try:
+        result_storage_for(cfg, result_storage)
+    except ValueError as e:
+        raise ConfigError(f"--result-storage: {e}") from None
+    with lineage_lock(cfg):
+        from flows.evolve import evolve
+
+        evolve(rounds=1, round=round, run_dir=str(run.parent), name=run.name, config=str(config),
+               result_storage=result_storage)
+    print_round(read_manifest(cfg, round))
