@@ -30,7 +30,6 @@ COMMANDS = {
     "inspect": "prefect deployment inspect evolve/nightly",
     "start": ('prefect deployment run evolve/manual --param model=tiny --param engine=transformers --param limit=12 '
               '--param config=deployments/tiny.json --param run_dir="$RUNS" --param name="$NAME"'),
-    "free-slot": 'prefect gcl update "$LIMIT" --active-slots 0',
     "rerun": ('prefect deployment run evolve/manual --param run_dir="$RUNS" --param name="$NAME" --param round=1 '
               '--watch'),
     "resume": 'reflectevo resume "$RUNS/$NAME" --round 1',

@@ -94,10 +94,7 @@ def crash(stack, clean):
     assert 0 < len(markers) < SHARDS, f"kill came too late: {len(markers)} of {SHARDS} shards finished"
 
     stack.worker = stack.start("worker", "worker")
-    # The killed run's engine slot is a lease that outlives it (up to LEASE_SECONDS); the operator frees it.
-    from tasks.concurrency import engine_limit_name
-
-    stack.run("free-slot", LIMIT=engine_limit_name())
+    # The killed run's engine slot is an flock the kernel freed with it: the rerun needs no operator step.
     start = time.monotonic()
     rerun = flow_run_id(stack.run("rerun", NAME="crash").stdout)
     return {"killed_run": killed_run, "killed_pids": killed, "markers": markers, "outputs": outputs,
