@@ -25,6 +25,7 @@ from typing import Annotated, Any, Iterator, Literal, Optional
 import typer
 
 from models.prompts import FEEDBACK_WRONG, reflection_messages
+from reflectevo.errors import DataError, RefusedError
 from reflectevo.problems import BadInput, read_rows
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import content_key, file_sha256, write_shard
@@ -56,8 +57,27 @@ ImportKind = Literal["auto", "dplus", "dpm", "dpref"]
 Shape = Literal["dplus", "pair"]
 
 
-class InteropError(ValueError):
+class InteropError(DataError):
     """Bad input, named by file, line and field."""
+
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def _type_error(name: str, value: Any) -> str | None:
+    """Why an official field's value has the wrong type, or None. Ids are the question's (text or a number);
+    answers may be numbers, and a trial's answer null (unparseable); everything else is text."""
+    if name == "id":
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.strip())
+        return None if ok else "expected a non-empty string or an integer"
+    if name.endswith("answer") or "_answer_" in name:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, str) or number or (value is None and name != "answer")
+        return None if ok else "expected a string or a number" + ("" if name == "answer" else " (or null)")
+    if name == "reason_prompt":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return None if ok else "expected a string or a list of strings"
+    return None if isinstance(value, str) else "expected a string"
 
 
 def _text(value: Any) -> str:
@@ -69,7 +89,8 @@ def _text(value: Any) -> str:
 def read_official(source: str, split: str = "train") -> Iterator[tuple[str, dict]]:
     """(location, record) for each record of a JSONL/JSON/parquet file (read like problem files, errors naming
     file and line); anything else (a hub dataset id, a local dataset folder) is read with `datasets.load_dataset`."""
-    if Path(source).is_file():
+    path = Path(source).expanduser()
+    if path.is_file():
         try:
             rows = read_rows(source)
         except BadInput as e:
@@ -77,9 +98,17 @@ def read_official(source: str, split: str = "train") -> Iterator[tuple[str, dict
         for n, record in rows:
             yield f"{source}, line {n}", record
         return
+    if not path.exists() and (path.suffix in DATA_SUFFIXES or source.startswith(("/", ".", "~"))):
+        raise InteropError(f"{source}: file not found; fix: pass an official JSONL/JSON/parquet file, a dataset "
+                           "folder or a hub dataset id")
     from datasets import load_dataset
 
-    for n, record in enumerate(load_dataset(source, split=split), 1):
+    try:
+        dataset = load_dataset(source, split=split)
+    except Exception as e:  # datasets raises many types for "not a dataset"; the cause is in the message
+        raise InteropError(f"{source}: not a file, a dataset folder or a loadable hub dataset "
+                           f"({type(e).__name__}: {e})") from None
+    for n, record in enumerate(dataset, 1):
         yield f"{source}[{split}] row {n}", dict(record)
 
 
@@ -102,6 +131,9 @@ def _split_fields(record: dict, fields: dict, where: str, optional: tuple[str, .
     kept: dict[str, Any] = {}
     for name, value in record.items():
         target = fields.get(name)
+        problem = _type_error(name, value) if target is not None and not (value is None and name in optional) else None
+        if problem:
+            raise InteropError(f"{where}, field {name!r}: {problem}, got {json.dumps(value)[:60]}")
         if target is None:
             kept[name] = value
         elif isinstance(target, tuple):
@@ -158,8 +190,31 @@ def _pair_kind(records: list[dict]) -> str:
     return "dpref" if same else "dpm"
 
 
+def in_round(folder: Path) -> Path | None:
+    """The round folder `folder` is in (one holding a config.json or manifest.json), or None."""
+    for parent in [folder.resolve(), *folder.resolve().parents]:
+        if parent.name.startswith("round-") and ((parent / "manifest.json").exists() or (parent / "config.json").exists()):
+            return parent
+    return None
+
+
+def check_import_target(out_dir: Path, path: Path, key: str, force: bool) -> None:
+    """Refuse to replace data import did not create: a round's datasets are its record, never replaced; another
+    import's file is replaced only with --force (the same import again just rewrites the same content)."""
+    from reflectevo.shards import finished, marker_path
+
+    round_ = in_round(out_dir)
+    if round_ is not None:
+        raise RefusedError(f"--out {out_dir}: inside round folder {round_}, whose datasets this import would replace; "
+                           "fix: import into a folder of its own, e.g. --out imported/")
+    if path.exists() and finished(path, key) is None and not force:
+        made = "another import" if marker_path(path).exists() else "something else (no import marker)"
+        raise RefusedError(f"--out {out_dir}: {path} exists, written by {made}; fix: pass --force to replace it, "
+                           "or choose another --out")
+
+
 def import_official(source: str, out_dir: str, task: str = "imported", kind: ImportKind = "auto", split: str = "train",
-                    rendered_prompts: bool = False) -> DatasetManifest:
+                    rendered_prompts: bool = False, force: bool = False) -> DatasetManifest:
     """Import a file (or hub dataset) of official records into `out_dir/<dplus|dpm|dpref>/` as one parquet shard."""
     rows = list(read_official(source, split))
     if not rows:
@@ -179,6 +234,7 @@ def import_official(source: str, out_dir: str, task: str = "imported", kind: Imp
     path = Path(out_dir) / name / "train-00000-of-00001.parquet"
     origin = file_sha256(source) if Path(source).is_file() else f"{source}[{split}]"
     key = content_key(stage="import", source=origin, task=task, kind=name, rendered=rendered_prompts)
+    check_import_target(Path(out_dir), path, key, force)
     info = write_shard(path, records, SFTRecord if name == "dplus" else PairRecord, key)
     return DatasetManifest(name=name, path=str(path), rows=info["rows"], sha256=info["sha256"])
 
@@ -205,8 +261,15 @@ def export_official(path: str, out: str, dataset: str | None = None) -> int:
 
     from reflectevo.shards import atomic_write_text
 
+    files = dataset_files(path, dataset)
+    target = Path(out).resolve()
+    if target in {f.resolve() for f in files}:
+        raise RefusedError(f"--out {out}: is one of the files being exported; fix: choose another --out")
+    if target.suffix == ".parquet" or in_round(target.parent) is not None:
+        raise RefusedError(f"--out {out}: export writes official JSONL, not into a round folder or a .parquet file; "
+                           "fix: choose another --out, e.g. dplus.jsonl")
     lines = []
-    for f in dataset_files(path, dataset):
+    for f in files:
         table = pq.read_table(f)
         model = SFTRecord if "reflection" in table.column_names else PairRecord
         lines += [json.dumps(record_to_official(model.model_validate(row)), ensure_ascii=False)
@@ -224,12 +287,10 @@ def import_command(
     split: Annotated[str, typer.Option(help="Hub datasets: the split to read.")] = "train",
     rendered_prompts: Annotated[bool, typer.Option(help="Prompts are already chat-template-rendered (files "
                                                         "exported by this project), not user messages.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a dataset file a different import wrote.")] = False,
 ) -> None:
     """Import official ReflectEvo D+ / D± / Dpref records as a dataset any training setting can use."""
-    try:
-        manifest = import_official(source, str(out), task, kind, split, rendered_prompts)
-    except InteropError as e:
-        raise typer.BadParameter(str(e), param_hint="SOURCE") from None
+    manifest = import_official(source, str(out), task, kind, split, rendered_prompts, force)
     typer.echo(f"{manifest.name}: {manifest.rows} records -> {manifest.path}")
 
 
@@ -239,10 +300,7 @@ def export_command(
     dataset: Annotated[Optional[DatasetName], typer.Option(help="The dataset, when PATH holds several.")] = None,
 ) -> None:
     """Export a dataset as official ReflectEvo JSONL records."""
-    try:
-        n = export_official(path, str(out), dataset)
-    except InteropError as e:
-        raise typer.BadParameter(str(e), param_hint="PATH") from None
+    n = export_official(path, str(out), dataset)
     typer.echo(f"{n} records -> {out}")
 
 
@@ -250,11 +308,26 @@ def export_model_command(
     adapter_dir: Annotated[str, typer.Argument(help="A LoRA adapter folder a round trained.")],
     out: Annotated[Path, typer.Option(help="Folder for the standalone merged model.")],
     base: Annotated[Optional[str], typer.Option(help="Base model; default: the one the adapter records.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder at --out.")] = False,
 ) -> None:
     """Merge a LoRA adapter into its base model and save it, with the tokenizer, as a standalone checkpoint."""
     from models.training import merge_adapter
 
+    folder = Path(adapter_dir)
+    if not (folder / "adapter_config.json").is_file():
+        raise DataError(f"ADAPTER_DIR {adapter_dir}: " + ("does not exist" if not folder.exists() else
+                        "has no adapter_config.json, so it is not a LoRA adapter folder") +
+                        "; fix: pass a round's adapter folder, e.g. runs/default/round-1/adapter")
+    if base is not None:
+        from reflectevo.config import check_model
+
+        check_model(base)
+    if out.exists() and not out.is_dir():
+        raise RefusedError(f"--out {out}: is a file; fix: choose a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise RefusedError(f"--out {out}: folder exists and is not empty; fix: pass --force to replace it, or "
+                           "choose a new folder")
     try:
         typer.echo(f"merged model -> {merge_adapter(adapter_dir, str(out), base)}")
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="ADAPTER_DIR") from None
+        raise DataError(f"ADAPTER_DIR {adapter_dir}: {e}") from None

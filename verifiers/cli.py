@@ -3,7 +3,10 @@
     reflectevo verify --task mbpp --problems mbpp.jsonl --answers answers.jsonl --out verdicts.jsonl
 
 Answers are JSON lines `{"answer": "...", "id": "..."}`; an answer with an id goes to the problem with that id,
-one without to the problem on the same position (n-th non-blank line of each file). The output has one line
+one without to the problem on the same position (n-th non-blank line of each file). A problems file that repeats
+an id (official BIG-bench repeats 1402) is read whole: the later problems become `1402#2`, ..., and an answer
+with the repeated id goes to the problem on its own line when that problem has the id. Each repair is counted
+in the output. The output has one line
 `{"id", "status", "parsed_answer", "reason"}` per answer, in answer order.
 
 Bad input (unreadable JSON, a missing or mistyped field, a line over 1 MiB, an answer for no problem) stops the
@@ -15,7 +18,7 @@ always an error: there is nothing to verify.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Iterator
@@ -25,7 +28,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from reflectevo.problems import PARSERS, BadInput, ProblemSource
+from reflectevo.errors import RefusedError
+from reflectevo.problems import PARSERS, BadInput, ProblemSource, row_repairs, unique_ids
 from reflectevo.schema import Problem
 
 MAX_LINE_BYTES = 1 << 20
@@ -73,9 +77,13 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadInput]]:
         raise BadInput(name, None, None, "file is empty")
 
 
-def _problem(row: dict[str, Any], source: ProblemSource, path: Path, line: int) -> Problem | BadInput:
+def _problem(row: dict[str, Any], source: ProblemSource, path: Path, line: int,
+             repairs: Counter) -> Problem | BadInput:
     try:
-        return PARSERS[source.format](row, source, f"{path.stem}-{line}")
+        with row_repairs() as notes:
+            problem = PARSERS[source.format](row, source, f"{path.stem}-{line}")
+        repairs.update(notes)
+        return problem
     except ValidationError as e:
         err = e.errors()[0]
         return BadInput(str(path), line, ".".join(map(str, err["loc"])), err["msg"])
@@ -94,22 +102,28 @@ def _answer(row: dict[str, Any], path: Path, line: int) -> tuple[str | None, str
     return (None if answer_id is None else str(answer_id)), row["answer"]
 
 
-def _pairs(task: Task, problems_path: Path, answers_path: Path) -> tuple[list[tuple[Problem, str]], list[BadInput]]:
-    """(problem, answer) pairs in answer order, and every bad row of either file."""
+def _pairs(task: Task, problems_path: Path, answers_path: Path
+           ) -> tuple[list[tuple[Problem, str]], list[BadInput], Counter]:
+    """(problem, answer) pairs in answer order, every bad row of either file, and the repairs made."""
     source = ProblemSource(task=task.value, format=FORMAT_OF.get(task.value, task.value), path=str(problems_path))
     bad: list[BadInput] = []
-    by_position: list[tuple[int, Problem | None]] = []  # None: that problem row was bad
-    by_id: dict[str, Problem] = {}
+    repairs: Counter = Counter()
+    located: list[tuple[str, int, Problem]] = []
+    slots: list[tuple[int, int | None]] = []  # (line, index into `located`) per problem row; None: that row was bad
     for line, row in _rows(problems_path):
-        problem = row if isinstance(row, BadInput) else _problem(row, source, problems_path, line)
-        if isinstance(problem, Problem) and problem.id in by_id:
-            problem = BadInput(str(problems_path), line, "id", f"duplicate problem id {problem.id!r}")
+        problem = row if isinstance(row, BadInput) else _problem(row, source, problems_path, line, repairs)
         if isinstance(problem, BadInput):
             bad.append(problem)
-            by_position.append((line, None))
+            slots.append((line, None))
         else:
-            by_id[problem.id] = problem
-            by_position.append((line, problem))
+            located.append((str(problems_path), line, problem))
+            slots.append((line, len(located) - 1))
+    unique, renamed = unique_ids(located)
+    repairs["duplicate_id"] += len(renamed)
+    lines_of: dict[str, list[int]] = defaultdict(list)
+    for _, line, p in located:
+        lines_of[p.id].append(line)
+    by_id = {p.id: p for p in unique}
     pairs = []
     for position, (line, row) in enumerate(_rows(answers_path)):
         answer = row if isinstance(row, BadInput) else _answer(row, answers_path, line)
@@ -117,21 +131,37 @@ def _pairs(task: Task, problems_path: Path, answers_path: Path) -> tuple[list[tu
             bad.append(answer)
             continue
         answer_id, text = answer
-        if answer_id is not None:
+        here = slots[position] if position < len(slots) else (None, None)
+        if answer_id is not None and len(lines_of.get(answer_id, [])) > 1:  # a repeated id: go by line
+            if here[1] is None or located[here[1]][2].id != answer_id:
+                choices = [answer_id] + [p.id for (_, _, q), p in zip(located, unique) if q.id == answer_id][1:]
+                bad.append(BadInput(str(answers_path), line, "id", f"id {answer_id!r} names several problems "
+                                    f"({problems_path}, lines {', '.join(map(str, lines_of[answer_id]))}) and the "
+                                    f"problem on this answer's line is not one of them; write one of {choices}"))
+                continue
+            problem = unique[here[1]]
+            repairs["matched_by_line"] += 1
+        elif answer_id is not None:
             problem = by_id.get(answer_id)
             if problem is None:
                 bad.append(BadInput(str(answers_path), line, "id", f"no problem with id {answer_id!r}"))
                 continue
-        elif position < len(by_position):
-            problem_line, problem = by_position[position]
-            if problem is None:
+        elif position < len(slots):
+            problem_line, index = here
+            if index is None:
                 bad.append(BadInput(str(answers_path), line, None, f"its problem ({problems_path}, line {problem_line}) was rejected"))
                 continue
+            problem = unique[index]
         else:
-            bad.append(BadInput(str(answers_path), line, None, f"no id, and there are only {len(by_position)} problems"))
+            bad.append(BadInput(str(answers_path), line, None, f"no id, and there are only {len(slots)} problems"))
             continue
         pairs.append((problem, text))
-    return pairs, bad
+    return pairs, bad, repairs
+
+
+REPAIR_ROWS = {"option_markers": "repaired: option letters without a period",
+               "duplicate_id": "repaired: repeated ids made unique",
+               "matched_by_line": "repaired: answers to a repeated id matched by line"}
 
 
 def verify_command(
@@ -147,27 +177,31 @@ def verify_command(
     from verifiers import verify_many
     from verifiers.sandbox import SandboxUnavailable
 
-    console, errors = Console(), Console(stderr=True)
+    console = Console()
+    rejected = out.with_name(out.name + ".rejected.jsonl")
+    for target in (out, rejected):
+        for flag, given in (("--problems", problems), ("--answers", answers)):
+            if target.resolve() == given.resolve():
+                raise RefusedError(f"--out {out}: would overwrite {flag} {given}; fix: choose another --out")
     try:
-        pairs, bad = _pairs(task, problems, answers)
+        pairs, bad, repairs = _pairs(task, problems, answers)
     except BadInput as e:
-        errors.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if bad and not skip_bad:
         more = f" ({len(bad) - 1} more bad rows; --skip-bad sets them aside and verifies the rest)" if len(bad) > 1 else ""
-        errors.print(f"[red]error:[/red] {bad[0]}{more}", markup=True, highlight=False)
+        typer.echo(f"error: {bad[0]}{more}", err=True)
         raise typer.Exit(2)
     try:
         verdicts = verify_many(pairs)
     except SandboxUnavailable as e:
-        errors.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for (problem, _), verdict in zip(pairs, verdicts):
             f.write(json.dumps({"id": problem.id, **verdict.model_dump()}, ensure_ascii=False) + "\n")
     if skip_bad:
-        rejected = out.with_name(out.name + ".rejected.jsonl")
         with open(rejected, "w", encoding="utf-8") as f:
             for b in bad:
                 f.write(json.dumps({"file": b.file, "line": b.line, "field": b.field, "reason": b.message}) + "\n")
@@ -177,6 +211,9 @@ def verify_command(
     table.add_column("count", justify="right")
     for status in ("correct", "wrong", "unparseable", "timeout", "runtime_error"):
         table.add_row(status, str(counts.get(status, 0)))
+    for kind, label in REPAIR_ROWS.items():
+        if repairs.get(kind):
+            table.add_row(label, str(repairs[kind]))
     if skip_bad:
         table.add_row("rejected rows", str(len(bad)))
     console.print(table)

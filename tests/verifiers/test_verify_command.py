@@ -59,7 +59,8 @@ def test_math_task_reads_hendrycks_rows(tmp_path):
         (LOGIQA, [{"answer": "A", "id": [1]}], "answers.jsonl, line 1, field 'id'"),
         (LOGIQA, [{"answer": "A", "id": 99}], "answers.jsonl, line 1, field 'id'"),
         ([{"id": 1, "question": "no options", "answer": "a"}], [{"answer": "A"}], "problems.jsonl, line 1, field 'question'"),
-        ([LOGIQA[0], LOGIQA[0]], [{"answer": "A"}], "problems.jsonl, line 2, field 'id'"),
+        # a repeated id is matched by line; an answer with it on a line whose problem has another id is ambiguous
+        ([LOGIQA[0], LOGIQA[1], LOGIQA[0]], [{"answer": "A"}, {"answer": "A", "id": 1}], "answers.jsonl, line 2, field 'id'"),
         ([], [{"answer": "A"}], "problems.jsonl: file is empty"),
         (LOGIQA, [], "answers.jsonl: file is empty"),
         (LOGIQA, ['{"answer": "' + "x" * MAX_LINE_BYTES + '"}'], "answers.jsonl, line 1: line longer than"),
