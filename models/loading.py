@@ -79,6 +79,28 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+# Config lists whose order means nothing: PEFT writes `target_modules` from a set, so two identical trainings
+# could write it in two orders and get two adapter hashes (and every key derived from them would differ).
+UNORDERED_KEYS = ("target_modules", "modules_to_save")
+
+
+def canonical_json(path: Path) -> bytes:
+    """A JSON file's bytes in one canonical form: sorted keys, and the lists of UNORDERED_KEYS sorted."""
+    def canon(value, key=None):
+        if isinstance(value, dict):
+            return {k: canon(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            items = [canon(v) for v in value]
+            return sorted(items, key=json.dumps) if key in UNORDERED_KEYS else items
+        return value
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return path.read_bytes()
+    return json.dumps(canon(data), sort_keys=True, separators=(",", ":")).encode()
+
+
 def weights_sha256(path: str | None) -> str | None:
     """Content hash of a checkpoint or adapter folder's weight files (cached beside them by size and mtime)."""
     if path is None:
@@ -91,17 +113,20 @@ def weights_sha256(path: str | None) -> str | None:
     memo = folder / ".sha256.json"
     if memo.exists():
         saved = json.loads(memo.read_text())
-        if saved.get("stamp") == stamp:
+        if saved.get("stamp") == stamp and saved.get("canonical") == 1:  # memos from before canonical configs rehash
             return saved["sha256"]
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode())
+        if p.suffix == ".json":  # configs by meaning, not by how they were serialized
+            h.update(canonical_json(p))
+            continue
         with p.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     digest = h.hexdigest()
     try:
-        memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
+        memo.write_text(json.dumps({"stamp": stamp, "sha256": digest, "canonical": 1}))
     except OSError:
         pass  # a read-only model folder only costs a rehash next time
     return digest

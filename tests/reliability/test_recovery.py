@@ -190,3 +190,21 @@ class TestOfficialFiles:
                          ("answers to a repeated id matched by line", 2)]:
             assert any(label in line and line.rstrip(" │").endswith(str(n)) for line in result.output.splitlines()), \
                 result.output
+
+
+def test_the_adapter_hash_ignores_key_and_target_module_order(tmp_path):
+    from models.loading import weights_sha256
+
+    def adapter(name, config):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        (folder / "adapter_config.json").write_text(json.dumps(config, indent=2))
+        return str(folder)
+
+    one = adapter("a", {"r": 8, "target_modules": ["q_proj", "v_proj", "k_proj"], "layers": [3, 1]})
+    two = adapter("b", {"target_modules": ["k_proj", "q_proj", "v_proj"], "r": 8, "layers": [3, 1]})
+    other_layers = adapter("c", {"r": 8, "target_modules": ["q_proj", "v_proj", "k_proj"], "layers": [1, 3]})
+    other_rank = adapter("d", {"r": 16, "target_modules": ["q_proj", "v_proj", "k_proj"], "layers": [3, 1]})
+    assert weights_sha256(one) == weights_sha256(two)
+    assert len({weights_sha256(one), weights_sha256(other_layers), weights_sha256(other_rank)}) == 3
