@@ -25,7 +25,7 @@ from reflectevo.lineage import (
     result_storage_for,
     stop_reason,
 )
-from reflectevo.rounds import PreparedProblems, model_for_round, write_manifest, write_round_config
+from reflectevo.rounds import PreparedProblems, model_for_round, tidy_run, write_manifest, write_round_config
 from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
 from tasks.artifacts import publish_round_task, report_progress, start_progress
 from tasks.concurrency import engine_slot
@@ -121,6 +121,7 @@ def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None,
     policy = StopPolicy(max_rounds=max_rounds, patience=patience)
     with lineage_lock(cfg):  # one run per lineage; a crash's unrecorded round is recorded first
         reconcile(cfg)
+        tidy_run(cfg)
         start = round or next_round(cfg)
         deployment = current_deployment()
         summary: dict[int, dict] = {}

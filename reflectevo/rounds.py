@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -60,9 +61,45 @@ def read_manifest(cfg: RoundConfig, round_: int) -> RoundManifest | None:
 
 
 def write_manifest(cfg: RoundConfig, manifest: RoundManifest) -> str:
+    """Commit the round: write its manifest, then drop the evaluation results it supersedes."""
     path = manifest_path(cfg, manifest.round)
     atomic_write_text(path, manifest.model_dump_json(indent=1))
+    drop_superseded_results(manifest)
     return str(path)
+
+
+def drop_superseded_results(manifest: RoundManifest) -> list[str]:
+    """Remove the round's `eval/results_<ts>.json` and `samples_*_<ts>.jsonl` of any other timestamp than the
+    manifest's results (left by a run killed between evaluation and manifest, or by an earlier run of the round)."""
+    if not manifest.metrics_path:
+        return []
+    kept = Path(manifest.metrics_path)
+    stamp = kept.stem.removeprefix("results_")
+    removed = []
+    for f in kept.parent.glob("*"):
+        superseded = (f.name.startswith("results_") and f.suffix == ".json") or \
+                     (f.name.startswith("samples_") and f.suffix == ".jsonl")
+        if superseded and f.is_file() and not f.stem.endswith(stamp):
+            f.unlink()
+            removed.append(str(f))
+    return removed
+
+
+def tidy_run(cfg: RoundConfig) -> list[str]:
+    """Remove what killed runs left in the run's round folders: temp folders (`.adapter-*`, made by mkdtemp
+    beside their target) and temp files (`.<name>.*.tmp`). Only call it holding the lineage lock: then no live
+    run of this lineage is writing them."""
+    removed = []
+    for round_dir in cfg.run_path().glob("round-*"):
+        for p in round_dir.glob(".*-*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(str(p))
+        for p in round_dir.rglob(".*.tmp"):
+            if p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(str(p))
+    return removed
 
 
 def latest_adapter(cfg: RoundConfig, before_round: int) -> str | None:

@@ -208,3 +208,24 @@ def test_the_adapter_hash_ignores_key_and_target_module_order(tmp_path):
     other_rank = adapter("d", {"r": 16, "target_modules": ["q_proj", "v_proj", "k_proj"], "layers": [3, 1]})
     assert weights_sha256(one) == weights_sha256(two)
     assert len({weights_sha256(one), weights_sha256(other_layers), weights_sha256(other_rank)}) == 3
+
+
+def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path):
+    from reflectevo.rounds import drop_superseded_results, tidy_run
+
+    cfg = RoundConfig(model="tiny", run_dir=str(tmp_path / "runs"), name="t")
+    round_dir = cfg.round_path(1)
+    for f in [".adapter-x1y2/adapter_model.safetensors", "trajectories/.shard-00000.parquet.abc.tmp",
+              "adapter/.sha256.json", "adapter/adapter_config.json", "trajectories/shard-00000.parquet",
+              "eval/results_2026-01-01T00-00-00.json", "eval/samples_all_2026-01-01T00-00-00.jsonl",
+              "eval/results_2026-01-02T00-00-00.json", "eval/samples_all_2026-01-02T00-00-00.jsonl"]:
+        (round_dir / f).parent.mkdir(parents=True, exist_ok=True)
+        (round_dir / f).write_text("x")
+    assert sorted(Path(p).name for p in tidy_run(cfg)) == [".adapter-x1y2", ".shard-00000.parquet.abc.tmp"]
+    manifest = RoundManifest(round=1, run_dir=str(round_dir), model=ModelRef(base="tiny", base_sha256="0"), config={},
+                             metrics_path=str(round_dir / "eval" / "results_2026-01-02T00-00-00.json"))
+    assert sorted(Path(p).name for p in drop_superseded_results(manifest)) == [
+        "results_2026-01-01T00-00-00.json", "samples_all_2026-01-01T00-00-00.jsonl"]
+    left = sorted(str(p.relative_to(round_dir)) for p in round_dir.rglob("*") if p.is_file())
+    assert left == ["adapter/.sha256.json", "adapter/adapter_config.json", "eval/results_2026-01-02T00-00-00.json",
+                    "eval/samples_all_2026-01-02T00-00-00.jsonl", "trajectories/shard-00000.parquet"]
