@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["choice", "math", "code", "freetext"]
-VerdictStatus = Literal["correct", "wrong", "unparseable", "timeout", "runtime_error"]
+VerdictStatus = Literal["correct", "wrong", "unparseable", "timeout", "runtime_error", "unverifiable"]
 
 
 class Record(BaseModel):

@@ -21,7 +21,7 @@ import json
 from collections import Counter, defaultdict
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, get_args
 
 import typer
 from pydantic import ValidationError
@@ -30,7 +30,7 @@ from rich.table import Table
 
 from reflectevo.errors import RefusedError
 from reflectevo.problems import PARSERS, BadInput, ProblemSource, row_repairs, unique_ids
-from reflectevo.schema import Problem
+from reflectevo.schema import Problem, VerdictStatus
 
 MAX_LINE_BYTES = 1 << 20
 
@@ -209,7 +209,7 @@ def verify_command(
     table = Table(title=f"{task.value}: {len(verdicts)} answers verified")
     table.add_column("status")
     table.add_column("count", justify="right")
-    for status in ("correct", "wrong", "unparseable", "timeout", "runtime_error"):
+    for status in get_args(VerdictStatus):
         table.add_row(status, str(counts.get(status, 0)))
     for kind, label in REPAIR_ROWS.items():
         if repairs.get(kind):

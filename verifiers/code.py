@@ -1,8 +1,10 @@
 """Code answers (MBPP style): run the model's Python against the problem's asserts in the sandbox.
 
-Feedback is binary by default, as in ReflectEvo: the reason says only which way it failed. With
-`rich_feedback=True` it also carries the judge's detail (the failing assert and the values it saw, or the
-traceback) and the tail of the program's output, for experiments on richer feedback.
+Feedback is binary by default, as in ReflectEvo: the reason says only which way it failed, and which sandbox
+limit the program hit, if any. With `rich_feedback=True` it also carries the judge's detail (the failing assert
+and the values it saw, or the traceback) and the tail of the program's output, for experiments on richer
+feedback. An 'unverifiable' verdict (a test the judge cannot check without trusting the program's own objects)
+always carries the judge's reason: it is about the test, not the answer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ def verify(problem: Problem, output: str, rich_feedback: bool = False, limits: L
     if not code.strip():
         return Verdict(status="unparseable", reason="no code in the answer")
     result = run_python(code, problem.tests, problem.test_setup_code, limits)
-    reason = _BINARY_REASON[result.status]
+    reason = result.detail if result.status == "unverifiable" else _BINARY_REASON[result.status]
+    if result.limit:
+        reason += f" (hit {result.limit})"
     if rich_feedback:
         reason = "\n".join(part for part in (result.detail, result.output and f"output:\n{result.output}") if part)
     return Verdict(status=result.status, parsed_answer=code, reason=reason)

@@ -2,24 +2,27 @@
 
 Each run is one fresh sandbox (nothing is reused between programs):
 
-    prlimit --cpu --as --nproc --fsize --nofile --core   limits on the whole tree, soft = hard
+    prlimit --cpu --as --nproc --fsize --nofile --core   limits on every process, soft = hard
       setpriv --reuid U --regid U --clear-groups --      real uid U (unprivileged): RLIMIT_NPROC applies
         bwrap --unshare-all --die-with-parent --new-session --clearenv --remount-ro /
-              read-only /usr (+ the /bin, /lib, /lib64 links), tmpfs /tmp, /proc, /dev,
-              read-only /sandbox/harness.py, a private writable /work holding candidate.py
+              read-only /usr (+ the /bin, /lib, /lib64 links), /proc, a read-only /dev, and three tmpfs of
+              `Limits.disk_mb` each: /tmp, /dev/shm and /work (holding a read-only candidate.py);
+              read-only /sandbox/harness.py
           /usr/bin/python3 -I -S -B -u /sandbox/harness.py SECRET_FD RESULT_FD
 
-a wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. The rlimits are set by
-prlimit(1) rather than a `preexec_fn`: a preexec_fn is unsafe in a threaded caller (Prefect's task threads,
-verify_many's pool) and forces a full fork() of this process, about 4 ms per program. The network namespace is
-empty, the host's files other than /usr are not there, and the PID namespace dies with the harness, taking
-any process the candidate left behind with it.
+a wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. Nothing the program can
+write is on the host's disk: the only writable paths are the size-capped tmpfs above (the program's code and
+the harness are copied in by bwrap from memfds), and its captured output is capped by RLIMIT_FSIZE. The rlimits
+are set by prlimit(1) rather than a `preexec_fn`: a preexec_fn is unsafe in a threaded caller (Prefect's task
+threads, verify_many's pool) and forces a full fork() of this process, about 4 ms per program. The network
+namespace is empty, the host's files other than /usr are not there, and the PID namespace dies with the
+harness, taking any process the candidate left behind with it.
 
-The verdict comes from the judge half of `verifiers/sandbox_harness.py` (see its docstring for why it cannot be
-forged), tagged with a per-run nonce that only the judge ever learns. Debian's /usr/bin/python3 runs the code:
-the project's own interpreter may live under /root, which the sandbox uid cannot read. `-S` skips `site`
-(about 10 ms per run; the code gets the standard library only); `-u` so output printed just before a kill is
-kept for the feedback.
+The verdict comes from the judge half of `verifiers/sandbox_harness.py` (see its docstring for why the program
+can neither forge it nor change what a test means), tagged with a per-run nonce that only the judge ever
+learns. Debian's /usr/bin/python3 runs the code: the project's own interpreter may live under /root, which the
+sandbox uid cannot read. `-S` skips `site` (about 10 ms per run; the code gets the standard library only); `-u`
+so output printed just before a kill is kept for the feedback.
 
 Requires `bwrap` (Debian package `bubblewrap`); without it `SandboxUnavailable` is raised: code is never run
 unsandboxed.
@@ -30,7 +33,7 @@ from __future__ import annotations
 import ast
 import builtins
 import fcntl
-import marshal
+import json
 import os
 import queue
 import secrets
@@ -38,9 +41,10 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -51,8 +55,9 @@ SANDBOX_UIDS = tuple(range(65534, 65526, -1))
 _FREE_UIDS: queue.SimpleQueue[int] = queue.SimpleQueue()
 for _uid in SANDBOX_UIDS:
     _FREE_UIDS.put(_uid)
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
-Status = Literal["correct", "wrong", "runtime_error", "timeout"]
+Status = Literal["correct", "wrong", "runtime_error", "timeout", "unverifiable"]
 
 
 class SandboxUnavailable(RuntimeError):
@@ -64,10 +69,11 @@ class Limits:
     """Per-program limits. `wall_s` bounds the whole run, sandbox start included (~20 ms)."""
 
     wall_s: float = 5.0
-    cpu_s: int = 4
+    cpu_s: int = 4  # CPU time of each process
     memory_mb: int = 512  # address space of each process
     processes: int = 32  # per sandbox uid
     file_mb: int = 16  # largest file the program may write, its captured output included
+    disk_mb: int = 32  # size of each writable tmpfs: /tmp, /work and /dev/shm
     open_files: int = 64
     output_bytes: int = 4096  # tail of stdout+stderr kept for rich feedback
 
@@ -78,83 +84,57 @@ class RunResult:
     detail: str  # the judge's reason: which test failed and how, or the traceback; empty when unknown
     output: str  # tail of the program's stdout+stderr
     seconds: float
+    limit: str = ""  # the sandbox limit the program hit, in words ("the 512 MB address-space cap per process")
 
 
 # --------------------------------------------------------------------------------------------------------------
-# splitting tests between the judge and the candidate's process
-
-_BUILTIN_NAMES = frozenset(dir(builtins)) | {"math"}
-_JUDGE_EVALUATES = (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Tuple, ast.List, ast.Set)
+# which names of a test are the program's
 
 
-def defined_names(code: str) -> set[str]:
-    """Names a program binds (def, class, assignment, `from m import x`, `import m as x`); empty if it does not
-    parse. A plain `import math` is left out: it binds the very module the judge has under that name."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return set()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.Import):
-            names.update(alias.asname for alias in node.names if alias.asname)
-        elif isinstance(node, ast.ImportFrom):
-            names.update(alias.asname or alias.name for alias in node.names)
-    return names
+@dataclass(frozen=True)
+class TestNames:
+    program: list[str]  # names the tests read and leave to the program: bound to its objects in the judge
+    modules: list[str]  # standard modules the tests use as `module.attr`: the judge's own, imported there
 
 
-def plan_test(test: str, untrusted: set[str]) -> tuple[str, list]:
-    """Split one test into what the candidate's process evaluates and what the judge evaluates.
+def test_names(sources: list[str]) -> TestNames:
+    """Split the names that tests (and setup code) read but do not bind themselves.
 
-    `assert f(3) == (1, 2)` becomes leaves `[("f(3)", "eval")]` and the judge's `_v0 == (1, 2)`: the expected
-    value never enters the candidate's process and the comparison runs on plain data in the judge. A name the
-    judge cannot resolve (anything but builtins and `math`, or one the program or setup code redefines) makes
-    its sub-expression a leaf. Non-assert statements (`x = f(1)`) run in the candidate's process as they are.
-    Limits of the guarantee: a comprehension that calls the program (`all(f(i) == i for i in r)`) and an
-    expected value built by the setup code are evaluated next to the program, so a hostile program could forge
-    those; MBPP's `assert f(...) == literal` tests have neither.
-    Returns `(test, [(combine or None, [(leaf source, mode)])])`, the shape the harness reads.
+    `assert math.isclose(volume_cone(5, 12), 314.15, rel_tol=0.001)` reads `math` and `volume_cone`: `math`
+    (a standard module, used only as `math.x`) is the judge's, `volume_cone` is the program's. Builtins are
+    always the judge's: a program that defines its own `abs`, `all` or `math` does not change what the test
+    means. Raises SyntaxError for a source that does not parse.
     """
-    trusted = _BUILTIN_NAMES - untrusted
-    steps = []
-    for stmt in ast.parse(test).body:
-        if not isinstance(stmt, ast.Assert):
-            steps.append((None, [(ast.unparse(stmt), "exec")]))
-            continue
-        leaves: list[tuple[str, str]] = []
-
-        def split(node: ast.expr, as_argument: bool = False) -> ast.expr:
-            if {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} <= trusted:
-                return node
-            if isinstance(node, ast.Call) and {n.id for n in ast.walk(node.func) if isinstance(n, ast.Name)} <= trusted:
-                node.args = [split(a, True) for a in node.args]
-                for kw in node.keywords:
-                    kw.value = split(kw.value, True)
-                return node
-            if isinstance(node, _JUDGE_EVALUATES) and not isinstance(node, ast.Starred):
-                for name, value in ast.iter_fields(node):
-                    if isinstance(value, ast.expr):
-                        setattr(node, name, split(value))
-                    elif isinstance(value, list):
-                        setattr(node, name, [split(v) if isinstance(v, ast.expr) else v for v in value])
-                return node
-            leaves.append((ast.unparse(node), "list" if as_argument else "eval"))
-            return ast.Name(id=f"_v{len(leaves) - 1}", ctx=ast.Load())
-
-        combine = ast.unparse(split(stmt.test))
-        steps.append((combine, leaves))
-    return test, steps
+    loads: dict[str, int] = {}
+    as_attribute_base: dict[str, int] = {}
+    bound: set[str] = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Name):
+                if isinstance(node.ctx, ast.Load):
+                    loads[node.id] = loads.get(node.id, 0) + 1
+                else:
+                    bound.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                as_attribute_base[node.value.id] = as_attribute_base.get(node.value.id, 0) + 1
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+    free = set(loads) - bound
+    modules = {n for n in free if n in sys.stdlib_module_names and as_attribute_base.get(n) == loads[n]}
+    return TestNames(program=sorted(free - modules - _BUILTIN_NAMES), modules=sorted(modules))
 
 
 # --------------------------------------------------------------------------------------------------------------
 # running
 
 
-def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int, limits: Limits) -> list[str]:
+def _command(uid: int | None, fds: dict[str, int], limits: Limits) -> list[str]:
     binds = ["--ro-bind", "/usr", "/usr"]
     for path in ("/bin", "/lib", "/lib64", "/etc/alternatives"):
         if os.path.islink(path):  # merged /usr: recreate the link instead of binding its target twice
@@ -162,15 +142,20 @@ def _command(run_dir: Path, uid: int | None, secret_fd: int, result_fd: int, lim
         elif os.path.exists(path):
             binds += ["--ro-bind", path, path]
     drop = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups", "--"] if uid is not None else []
+    size = str(limits.disk_mb << 20)
     return [
         "prlimit", *_limit_flags(limits), "--", *drop, "bwrap", *binds,
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-        "--ro-bind", str(run_dir / "harness.py"), "/sandbox/harness.py",
-        "--bind", str(run_dir / "work"), "/work", "--chdir", "/work",
-        "--remount-ro", "/",  # the sandbox's own root tmpfs too: only /work and /tmp are writable
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",  # else /dev is an uncapped tmpfs
+        "--size", size, "--tmpfs", "/tmp",
+        "--size", size, "--tmpfs", "/work",
+        "--ro-bind-data", str(fds["code"]), "/work/candidate.py",
+        "--ro-bind-data", str(fds["harness"]), "/sandbox/harness.py",
+        "--chdir", "/work",
+        "--remount-ro", "/",  # the sandbox's own root tmpfs too: only the capped tmpfs are writable
         "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/work",
-        PYTHON, "-I", "-S", "-B", "-u", "/sandbox/harness.py", str(secret_fd), str(result_fd),
+        PYTHON, "-I", "-S", "-B", "-u", "/sandbox/harness.py", str(fds["secret"]), str(fds["result"]),
     ]  # fmt: skip
 
 
@@ -202,10 +187,19 @@ def _secret_pipe(payload: bytes) -> int:
     return read_fd
 
 
-def _tail(path: Path, n: int) -> str:
-    with open(path, "rb") as f:
-        f.seek(max(0, path.stat().st_size - n))
-        return f.read().decode("utf-8", errors="replace")
+def _data_fd(data: bytes) -> int:
+    """A memfd holding `data`, for bwrap's --ro-bind-data: no file on the host's disk."""
+    fd = os.memfd_create("reflectevo-sandbox", os.MFD_CLOEXEC)  # pass_fds makes it inheritable for bwrap only
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _tail(f, n: int) -> str:
+    f.seek(max(0, os.fstat(f.fileno()).st_size - n))
+    return f.read().decode("utf-8", errors="replace")
 
 
 def _read_until(fd: int, deadline: float, limit: int = 1 << 16) -> tuple[bytes, bool]:
@@ -232,10 +226,12 @@ def _wait_exit(pid: int, deadline: float) -> None:
 
 
 def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits = Limits()) -> RunResult:
-    """Run `code`, then `setup_code`, then each assert in `tests`, sandboxed; 'correct' only if all tests pass.
+    """Run `code`, then `setup_code`, then `tests` (judged as in the harness), sandboxed; 'correct' only if all
+    tests pass.
 
-    Raises `SandboxUnavailable` without bwrap and `SyntaxError` for a test that does not parse (a dataset bug,
-    not the program's fault); everything the program does is a status.
+    Raises `SandboxUnavailable` without bwrap and `SyntaxError` for tests or setup code that do not parse (a
+    dataset bug, not the program's fault); everything the program does is a status. Tests that read none of
+    the program's names would pass for any program: they are 'unverifiable' without running anything.
     """
     if shutil.which("bwrap") is None:
         raise SandboxUnavailable(
@@ -245,54 +241,54 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
     missing = [tool for tool in ("prlimit", "setpriv", PYTHON) if shutil.which(tool) is None]
     if missing:
         raise SandboxUnavailable(f"{', '.join(missing)} not found: install util-linux and python3 (Debian packages)")
-    untrusted = defined_names(code) | defined_names(setup_code)
+    names = test_names([*tests, setup_code])
+    if not names.program:
+        return RunResult("unverifiable", "the tests read none of the program's names: any program would pass", "", 0.0)
     nonce = secrets.token_hex(16)
-    payload = marshal.dumps({"nonce": nonce, "setup": setup_code, "tests": [plan_test(t, untrusted) for t in tests]}, 4)
+    payload = {"nonce": nonce, "setup": setup_code, "tests": tests, "names": names.program, "modules": names.modules,
+               "limits": asdict(limits)}  # fmt: skip
     uid = _FREE_UIDS.get() if os.geteuid() == 0 else None  # not root: we already are an unprivileged uid
-    run_dir = Path(tempfile.mkdtemp(prefix="reflectevo-sandbox-"))
-    secret_fd = result_read = result_write = None
+    fds: dict[str, int] = {}
     start = time.monotonic()
     try:
-        run_dir.chmod(0o755)
-        shutil.copyfile(HARNESS, run_dir / "harness.py")
-        (run_dir / "work").mkdir(mode=0o700)
-        (run_dir / "work" / "candidate.py").write_text(code, encoding="utf-8")
-        if uid is not None:
-            os.chown(run_dir / "work", uid, uid)
-        secret_fd = _secret_pipe(payload)
-        result_read, result_write = os.pipe()
-        with open(run_dir / "output.txt", "wb") as output:
+        fds["code"] = _data_fd(code.encode("utf-8", errors="surrogateescape"))
+        fds["harness"] = _data_fd(_HARNESS_SOURCE)
+        fds["secret"] = _secret_pipe(json.dumps(payload).encode())
+        result_read, fds["result"] = os.pipe()
+        fds["result_read"] = result_read
+        with tempfile.TemporaryFile() as output:
             proc = subprocess.Popen(
-                _command(run_dir, uid, secret_fd, result_write, limits),
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env={},
-                pass_fds=(secret_fd, result_write), start_new_session=True,
+                _command(uid, fds, limits), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                env={}, pass_fds=[fds[k] for k in ("code", "harness", "secret", "result")], start_new_session=True,
             )  # fmt: skip
-        os.close(result_write)
-        result_write = None
-        deadline = start + limits.wall_s
-        data, finished = _read_until(result_read, deadline)
-        if finished:  # after a verdict bwrap exits by itself within milliseconds and reaps its namespace's init
-            _wait_exit(proc.pid, deadline)
+            for key in ("code", "harness", "secret", "result"):
+                os.close(fds.pop(key))
+            deadline = start + limits.wall_s
+            data, finished = _read_until(result_read, deadline)
+            if finished:  # after a verdict bwrap exits by itself within milliseconds and reaps its namespace's init
+                _wait_exit(proc.pid, deadline)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # bwrap and everything under it: --die-with-parent does the rest
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            seconds = time.monotonic() - start
+            output_tail = _tail(output, limits.output_bytes)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # bwrap and everything under it: --die-with-parent does the rest
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        seconds = time.monotonic() - start
-        output_tail = _tail(run_dir / "output.txt", limits.output_bytes)
-        try:
-            got_nonce, status, detail = ast.literal_eval(data.decode("utf-8", errors="replace").strip())
-        except (ValueError, SyntaxError, TypeError):
-            got_nonce = status = detail = None
+            got_nonce, status, detail, limit = ast.literal_eval(data.decode("utf-8", errors="replace").strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            got_nonce = status = detail = limit = None
         if got_nonce is not None and secrets.compare_digest(str(got_nonce), nonce):
-            return RunResult(status, str(detail), output_tail, seconds)
+            return RunResult(status, str(detail), output_tail, seconds, str(limit))
         if not finished:
-            return RunResult("timeout", f"wall-clock limit of {limits.wall_s:g}s exceeded", output_tail, seconds)
+            cap = f"the wall-clock limit of {limits.wall_s:g}s"
+            return RunResult("timeout", f"{cap} exceeded", output_tail, seconds, cap)
         return RunResult("runtime_error", "the sandbox ended without a verdict", output_tail, seconds)
     finally:
-        for fd in (secret_fd, result_read, result_write):
-            if fd is not None:
-                os.close(fd)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        for fd in fds.values():
+            os.close(fd)
         if uid is not None:
             _FREE_UIDS.put(uid)
+
+
+_HARNESS_SOURCE = HARNESS.read_bytes()

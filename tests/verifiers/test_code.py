@@ -16,7 +16,7 @@ import pytest
 from reflectevo.schema import Problem
 from verifiers import code as code_verifier
 from verifiers import sandbox
-from verifiers.sandbox import Limits, plan_test
+from verifiers.sandbox import Limits
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bwrap not installed (apt-get install -y --no-install-recommends bubblewrap)"
@@ -34,29 +34,27 @@ def verify(output: str, **kwargs):
     return code_verifier.verify(problem(**kwargs), output, rich_feedback=True, limits=FAST)
 
 
-class TestPlanning:
-    def test_expected_values_stay_with_the_judge(self):
-        _, [(combine, leaves)] = plan_test("assert add(2, 3) == (1, [5])", {"add"})
-        assert combine == "_v0 == (1, [5])"
-        assert leaves == [("add(2, 3)", "eval")]
+class TestNames:
+    def test_builtins_and_standard_modules_stay_with_the_judge(self):
+        names = sandbox.test_names(["assert math.isclose(volume_cone(5, 12), 314.15, rel_tol=0.001)",
+                                    "assert abs(f(1)) == 1 and all(isinstance(x, int) for x in g())"])
+        assert (names.program, names.modules) == (["f", "g", "volume_cone"], ["math"])
 
-    def test_builtin_wrappers_and_math_are_evaluated_by_the_judge(self):
-        _, [(combine, leaves)] = plan_test("assert set(f(1)) == {1} and math.isclose(g(2), 0.5)", {"f", "g"})
-        assert combine == "set(_v0) == {1} and math.isclose(_v1, 0.5)"
-        assert [leaf for leaf, _ in leaves] == ["f(1)", "g(2)"]
+    def test_names_the_tests_bind_are_theirs(self):
+        names = sandbox.test_names(["res = f(1)\nassert res == 2", "for i in range(3):\n    assert h(i) == i",
+                                    "assert sorted(k(), key=lambda t: t[0]) == []", "import math\nassert m() == math.pi"])
+        assert (names.program, names.modules) == (["f", "h", "k", "m"], [])
 
-    def test_a_builtin_the_program_redefines_is_the_programs(self):
-        _, [(combine, leaves)] = plan_test("assert max(3) == 3", {"max"})
-        assert (combine, leaves) == ("_v0 == 3", [("max(3)", "eval")])
+    def test_a_module_name_called_directly_is_the_programs_function(self):
+        assert sandbox.test_names(["assert random(3) == 1"]).program == ["random"]
 
-    def test_importing_math_keeps_math_with_the_judge_but_rebinding_it_does_not(self):
-        assert "math" not in sandbox.defined_names("import math\nimport os.path\ndef f():\n    pass")
-        assert {"math", "f"} <= sandbox.defined_names("import numpy as math\nfrom x import f")
-        assert "math" in sandbox.defined_names("import math\nmath = None")
+    def test_tests_that_read_no_name_of_the_program_are_unverifiable(self):
+        verdict = verify("def add(a, b):\n    return 0", tests=["assert abs(-1) == 1"])
+        assert verdict.status == "unverifiable" and "any program would pass" in verdict.reason
 
-    def test_statements_before_the_assert_run_in_the_candidates_process(self):
-        _, steps = plan_test("x = f(1)\nassert x == 2", {"f"})
-        assert steps == [(None, [("x = f(1)", "exec")]), ("_v0 == 2", [("x", "eval")])]
+    def test_a_test_that_does_not_parse_is_a_dataset_error(self):
+        with pytest.raises(SyntaxError):
+            code_verifier.verify(problem(tests=["assert add(1, 2) =="]), "def add(a, b):\n    return a + b")
 
 
 class TestExtraction:
@@ -119,9 +117,10 @@ class TestVerdicts:
         tests = ["assert count('aab') == {'a': 2, 'b': 1}", "assert point() == (1, 2)"]
         assert verify(code, tests=tests).correct
 
-    def test_objects_python_would_not_equate_stay_unequal(self):
+    def test_comparing_an_object_of_the_program_is_unverifiable(self):
         code = "import collections\ndef q():\n    return collections.deque([1])"
-        assert verify(code, tests=["assert q() == [1]"]).status == "wrong"
+        verdict = verify(code, tests=["assert q() == [1]"])
+        assert verdict.status == "unverifiable" and "q() is a deque of the program, not plain data" in verdict.reason
 
     def test_concurrent_runs_use_separate_uids(self):
         from concurrent.futures import ThreadPoolExecutor
