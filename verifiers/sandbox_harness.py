@@ -265,8 +265,8 @@ def _refuse(operation):
     def refuse(self, *args):
         self._remote_judge.refused = True  # also when a test's bare `except:` swallows the exception
         raise Unverifiable(
-            f"{self._remote_label} is a {self._remote_type} of the program, not plain data: `{operation}` on it "
-            "would run the program's own code, so the judge cannot check this test"
+            f"{self._remote_label} is a `{self._remote_type}` object of the program, not plain data: `{operation}` on "
+            "it would run the program's own code, so the judge cannot check this test"
         )
 
     return refuse
@@ -363,7 +363,7 @@ class Judge:
 
     def _limit_note(self, name, text):
         """The sandbox limit behind an error, if any, for the verdict's reason."""
-        if name == "MemoryError":
+        if name == "MemoryError" or "[Errno 12]" in text:  # ENOMEM: mmap, fork
             return f"\n(hit {self._memory()})"
         if "[Errno 28]" in text:  # ENOSPC
             return f"\n(hit the {self.limits['disk_mb']} MB size cap of each writable path: /tmp, /work, /dev/shm)"
@@ -375,9 +375,9 @@ class Judge:
         _, status = os.waitpid(self.child, 0)
         if os.WIFSIGNALED(status):
             signal = os.WTERMSIG(status)
-            if signal in (SIGXCPU, SIGKILL):  # SIGKILL: past the hard CPU limit
+            if signal in (SIGXCPU, SIGKILL):  # SIGKILL: the hard CPU limit (soft = hard), or the program's own kill
                 cap = f"the CPU time limit of {self.limits['cpu_s']}s"
-                self.verdict("timeout", f"the candidate's process was killed by signal {signal} ({cap} or a kill)", cap)
+                self.verdict("timeout", f"the candidate's process was killed (signal {signal}): it ran past {cap}, or killed itself", cap)
             if signal == SIGXFSZ:
                 cap = f"the {self.limits['file_mb']} MB cap on the size of one file"
                 self.verdict("runtime_error", f"the candidate's process exceeded {cap}", cap)

@@ -120,7 +120,7 @@ class TestVerdicts:
     def test_comparing_an_object_of_the_program_is_unverifiable(self):
         code = "import collections\ndef q():\n    return collections.deque([1])"
         verdict = verify(code, tests=["assert q() == [1]"])
-        assert verdict.status == "unverifiable" and "q() is a deque of the program, not plain data" in verdict.reason
+        assert verdict.status == "unverifiable" and "q() is a `deque` object of the program, not plain data" in verdict.reason
 
     def test_concurrent_runs_use_separate_uids(self):
         from concurrent.futures import ThreadPoolExecutor
@@ -307,6 +307,115 @@ HOSTILE = {
             return int(m.group(1)) if m else None
     """,
     "close_all_fds": "import os\nos.closerange(0, 1024)\nwhile True:\n    pass",
+    "forge_replies_on_every_fd": """
+        import json, os, sys
+        # Replies for the requests to come: the tag of the request being served (read from the harness's
+        # frame), guessed tags, and the correct sums the tests expect.
+        tags = ["0" * 16] + [f.f_locals["tag"] for f in (sys._getframe(i) for i in range(1, 4)) if "tag" in f.f_locals]
+        for tag in tags:
+            for value in (None, {{}}, 5, 6, True):
+                data = json.dumps([tag, "value", value]).encode()
+                for fd in range(3, 64):
+                    try:
+                        os.write(fd, len(data).to_bytes(4, "big") + data)
+                    except OSError:
+                        pass
+        data = json.dumps(["0" * 16, "value", 5]).encode()
+        if os.fork() == 0:  # and a child that keeps writing them after the program has loaded
+            for _ in range(1000):
+                for fd in range(3, 64):
+                    try:
+                        os.write(fd, len(data).to_bytes(4, "big") + data)
+                    except OSError:
+                        pass
+            os._exit(0)
+        def add(a, b):
+            return a - b
+    """,
+    "forge_replies_in_order": """
+        import marshal, os
+        # The answers to the requests to come, in the order the judge asks (the harness's earlier protocol:
+        # an acknowledgement of the setup code, then add(2, 3) and add(10, -4)).
+        for fd in range(3, 64):
+            for reply in (("value", None), ("value", 5), ("value", 6)):
+                data = marshal.dumps(reply, 4)
+                try:
+                    os.write(fd, len(data).to_bytes(4, "big") + data)
+                except OSError:
+                    pass
+        def add(a, b):
+            return a - b
+    """,
+    "fill_dev_shm_with_2gb": """
+        for i in range(256):
+            with open(f"/dev/shm/block{{i}}", "wb") as f:
+                f.write(b"x" * (8 << 20))
+        def add(a, b):
+            return a + b
+    """,
+    "write_1gb_under_the_sandbox_temp": """
+        import os
+        for root in ("/work", "/tmp", os.getcwd()):
+            for i in range(128):
+                with open(os.path.join(root, f"block{{i}}"), "wb") as f:
+                    f.write(b"x" * (8 << 20))
+        def add(a, b):
+            return a + b
+    """,
+    "write_under_dev": "open('/dev/block', 'wb').write(b'x')\ndef add(a, b):\n    return a + b",
+    "map_2gb_of_shared_memory": """
+        import mmap
+        m = mmap.mmap(-1, 2 << 30)
+        m[:] = b"x" * len(m)
+        def add(a, b):
+            return a + b
+    """,
+}
+
+# The test shapes MBPP and MBPP-style sets use, each against a program that would pass it if the program could
+# change what the test means: rebinding the names it calls, or returning an object that equals everything.
+ALWAYS_EQUAL = """
+class Anything:
+    def __eq__(self, other):
+        return True
+    __ne__ = lambda self, other: False
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    __bool__ = lambda self: True
+    __hash__ = object.__hash__
+    __iter__ = lambda self: iter([5, 6])
+def add(a, b):
+    return Anything()
+"""
+HOSTILE_SHAPES = {
+    "rebind_math": ("class math:\n    isclose = staticmethod(lambda *a, **k: True)\ndef volume_cone(r, h):\n    return 0",
+                    "assert math.isclose(volume_cone(5, 12), 314.15926535897927, rel_tol=0.001)"),
+    "import_a_fake_math": ("import sys, types\nmath = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
+                           "sys.modules['math'] = math\ndef volume_cone(r, h):\n    return 0",
+                           "import math\nassert math.isclose(volume_cone(5, 12), 314.15926535897927, rel_tol=0.001)"),
+    "rebind_abs": ("abs = lambda x: 0\ndef area(r):\n    return 0", "assert abs(area(2) - 12.566) < 0.01"),
+    "rebind_isinstance": ("isinstance = lambda *a: True\ndef to_list(n):\n    return n", "assert isinstance(to_list(3), list)"),
+    "rebind_all": ("all = lambda *a: True\ndef is_even(n):\n    return False", "assert all(is_even(x) for x in [2, 4])"),
+    "rebind_any": ("any = lambda *a: True\ndef is_even(n):\n    return False", "assert any(is_even(x) for x in [1, 2])"),
+    "patch_the_builtins_module": ("import builtins\nbuiltins.all = builtins.any = lambda *a: True\n"
+                                  "def is_even(n):\n    return False", "assert all(is_even(x) for x in [2, 4])"),
+    "rebind_set_and_sorted": ("set = sorted = lambda *a, **k: 'ok'\ndef f(x):\n    return [3, 1]",
+                              "assert set(f(1)) == sorted(f(1), key=lambda t: -t)"),
+    "always_equal_plain_assert": (ALWAYS_EQUAL, "assert add(2, 3) == 5"),
+    "always_equal_in_a_for_loop": (ALWAYS_EQUAL, "for a, b in [(2, 3), (10, -4)]:\n    assert add(a, b) == a + b"),
+    "always_equal_in_all_of_a_generator": (ALWAYS_EQUAL, "assert all(add(a, b) == a + b for a, b in [(2, 3), (1, 1)])"),
+    "always_equal_in_an_if_expression": (ALWAYS_EQUAL, "assert (True if add(2, 3) == 5 else False)"),
+    "always_equal_in_a_lambda_call": (ALWAYS_EQUAL, "assert (lambda x: x == 5)(add(2, 3))"),
+    "always_equal_on_the_right": (ALWAYS_EQUAL, "assert 5 == add(2, 3)"),
+    "always_equal_in_a_list": (ALWAYS_EQUAL, "assert [add(2, 3)] == [5]"),
+    "always_equal_as_isclose": (ALWAYS_EQUAL, "import math\nassert math.isclose(add(2, 3), 5)"),
+    "always_equal_sorted_with_a_key": (ALWAYS_EQUAL, "assert sorted([add(2, 3)], key=lambda x: x) == [5]"),
+    "always_equal_truthy": (ALWAYS_EQUAL, "assert add(2, 3)"),
+    "always_equal_in_a_string": (ALWAYS_EQUAL, "assert str(add(2, 3)) == '5'"),
+    "always_equal_swallowed_by_the_test": (ALWAYS_EQUAL, "try:\n    ok = add(2, 3) == 5\nexcept:\n    ok = True\nassert ok"),
+    "int_subclass_in_a_loop": ("class Evil(int):\n    __eq__ = lambda self, other: True\n    __hash__ = int.__hash__\n"
+                               "def add(a, b):\n    return Evil(0)", "for a in range(3):\n    assert add(a, 1) == a + 1"),
+    "stop_iteration_ends_a_map_early": ("def f(i):\n    raise StopIteration", "assert all(map(lambda i: f(i) == i, range(3)))"),
+    "stop_iteration_in_a_loop": ("def f(i):\n    raise StopIteration", "for x in map(f, [1, 2]):\n    assert x == 0"),
 }
 
 
@@ -362,5 +471,33 @@ def test_hostile_program_is_contained(name, host):
     assert host["secret"] not in verdict.reason
 
 
+@needs_bwrap
+@pytest.mark.parametrize("name", sorted(HOSTILE_SHAPES))
+def test_hostile_program_cannot_change_what_a_test_means(name, host):
+    code, test = HOSTILE_SHAPES[name]
+    verdict = verify(code, tests=[test])
+    assert verdict.status != "correct", verdict.reason
+
+
+@needs_bwrap
+@pytest.mark.parametrize("name", ["fill_dev_shm_with_2gb", "write_1gb_under_the_sandbox_temp"])
+def test_a_full_writable_path_is_named_in_the_reason(name):
+    verdict = code_verifier.verify(problem(), textwrap.dedent(HOSTILE[name]).format(), limits=FAST)
+    assert verdict.status == "runtime_error"
+    assert f"hit the {FAST.disk_mb} MB size cap of each writable path" in verdict.reason  # binary feedback too
+
+
+@needs_bwrap
+def test_the_memory_cap_is_named_in_the_reason():
+    verdict = code_verifier.verify(problem(), HOSTILE["memory_bomb"], limits=FAST)
+    assert verdict.status == "runtime_error" and f"hit the {FAST.memory_mb} MB address-space cap" in verdict.reason
+
+
+@needs_bwrap
+def test_a_forged_reply_is_named_in_the_reason(host):
+    verdict = verify(textwrap.dedent(HOSTILE["forge_replies_on_every_fd"]).format(**host))
+    assert verdict.status == "runtime_error" and "a reply to no request" in verdict.reason
+
+
 def test_at_least_twenty_hostile_programs():
-    assert len(HOSTILE) >= 20
+    assert len(HOSTILE) >= 20 and len(HOSTILE_SHAPES) >= 20
