@@ -8,12 +8,14 @@ the same prompt, which DPO needs for a pair.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -21,8 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from models.engines import Engine, SamplingConfig, load_engine
 from models.prompts import extract_answer, judge_messages
-from reflectevo.schema import DatasetManifest, ModelRef, PairRecord, Problem, Reflection, SFTRecord, Trajectory
-from reflectevo.shards import atomic_write_text, content_key, read_records, write_shard
+from reflectevo.schema import (
+    DatasetManifest,
+    ModelRef,
+    PairRecord,
+    Problem,
+    Reflection,
+    SFTRecord,
+    Trajectory,
+    features_for,
+)
+from reflectevo.shards import DatasetWriter, atomic_write_text, content_key
 
 DATASETS = {"dplus": SFTRecord, "dpm": PairRecord, "dpref": PairRecord}
 
@@ -155,99 +166,217 @@ def make_judge(cfg: CurateConfig, engine_config: str, model: ModelRef, model_pat
                        cfg.judge_timeout_s)
 
 
-def states_gold(problem: Problem, text: str) -> bool:
-    """Whether a reflection gives the answer away: a `Finish[...]`, or 'the answer is <gold>' in any form."""
+@lru_cache(maxsize=4096)
+def _gold_patterns(answer: str, kind: str, choices: tuple[str, ...]) -> tuple[re.Pattern, ...]:
+    """'<answer|option|choice> <is|should be|:|=> <gold>' as three patterns, each starting with its literal word, for
+    lower-cased text: a literal start lets `re` skip ahead by substring search, 30x faster than one
+    case-insensitive alternation tried at every position (the difference between minutes and seconds at 460k)."""
+    golds = [re.escape(answer.strip().lower())]
+    if kind == "choice" and choices:
+        idx = ord(answer.strip().upper()) - ord("A")
+        if 0 <= idx < len(choices):
+            golds.append(re.escape(choices[idx].strip().lower()))
+    tail = r"\s*(is|should be|:|=)\s*[\(\[\"'$]*(" + "|".join(golds) + r")(?!\w)"
+    return tuple(re.compile(word + tail) for word in ("answer", "option", "choice"))
+
+
+def _states_gold(answer: str, kind: str, choices: tuple[str, ...], text: str) -> bool:
     if "Finish[" in text:
         return True
-    gold = re.escape(problem.answer.strip())
-    if not gold:
+    if not answer.strip():
         return False
-    golds = [gold]
-    if problem.kind == "choice" and problem.choices:
-        idx = ord(problem.answer.strip().upper()) - ord("A")
-        if 0 <= idx < len(problem.choices):
-            golds.append(re.escape(problem.choices[idx].strip()))
-    pattern = r"(correct|right|final)?\s*(answer|option|choice)\s*(is|should be|:|=)\s*[\(\[\"'$]*(" + "|".join(golds) + r")(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+    low = text.lower()
+    return any(p.search(low) for p in _gold_patterns(answer, kind, choices))
 
 
-def filter_reason(problem: Problem, r: Reflection, seen: set[str]) -> str | None:
-    if not r.text.strip():
+def states_gold(problem: Problem, text: str) -> bool:
+    """Whether a reflection gives the answer away: a `Finish[...]`, or 'the answer is <gold>' in any form."""
+    return _states_gold(problem.answer, problem.kind, tuple(problem.choices), text)
+
+
+def _filter_reason(gold: tuple[str, str, tuple[str, ...]], text: str, status: str, seen: set[str]) -> str | None:
+    if not text.strip():
         return "empty_reflection"
-    if r.second.status == "unparseable":
+    if status == "unparseable":
         return "unparseable_second_trial"
-    if states_gold(problem, r.text):
+    if _states_gold(*gold, text):
         return "states_gold_answer"
-    if r.text in seen:
+    if text in seen:
         return "duplicate"
     return None
 
 
-def sft_record(t: Trajectory, r: Reflection) -> SFTRecord:
-    p = t.problem
-    return SFTRecord(
-        id=f"{p.task}/{p.id}/{r.instruction_id}/{r.sample}", problem_id=p.id, task=p.task, question=p.question,
-        answer=p.answer, instruction_id=r.instruction_id, first_trial_prompt=t.first.prompt,
-        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "", reflection_prompt=r.prompt,
-        reflection=r.text, second_trial_prompt=r.second.prompt, second_trial_reasoning=r.second.output,
-        second_trial_answer=r.second.answer or "",
-    )
+def filter_reason(problem: Problem, r: Reflection, seen: set[str]) -> str | None:
+    """Why a reflection is dropped (None: kept); `seen` holds the texts of its group's earlier reflections."""
+    return _filter_reason((problem.answer, problem.kind, tuple(problem.choices)), r.text, r.second.status, seen)
 
 
-def pair_record(kind: str, t: Trajectory, chosen: Reflection, rejected: Reflection,
-                judge: JudgeResult | None = None, judge_name: str = "") -> PairRecord:
-    p = t.problem
-    return PairRecord(
-        id=f"{p.task}/{p.id}/{chosen.instruction_id}/{chosen.sample}>{rejected.sample}", kind=kind, problem_id=p.id,
-        task=p.task, question=p.question, answer=p.answer, instruction_id=chosen.instruction_id,
-        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "",
-        first_trial_prompt=t.first.prompt, prompt=chosen.prompt,
-        chosen=chosen.text, rejected=rejected.text, second_trial_reasoning_chosen=chosen.second.output,
-        second_trial_answer_chosen=chosen.second.answer or "", second_trial_reasoning_rejected=rejected.second.output,
-        second_trial_answer_rejected=rejected.second.answer or "", judge=judge_name,
-        judge_prompts=judge.prompts if judge else [], judge_verdicts=judge.verdicts if judge else [],
-    )
+class Batch:
+    """A record batch of trajectories as columns: trajectory fields by trajectory, reflection fields by reflection.
+
+    Curation decides on the few short fields (ids, answers, reflection texts, statuses) in Python and builds the
+    records' long text columns (prompts, outputs) with Arrow `take`: at 460k reflections, a Python object per
+    trajectory field costs more than everything else together.
+    """
+
+    def __init__(self, batch):
+        import pyarrow.compute as pc
+
+        self.batch, self.pc = batch, pc
+        reflections = batch.column("reflections")
+        self.reflections = pc.list_flatten(reflections)
+        self.parent = pc.list_parent_indices(reflections).to_pylist()
+        self.offsets = reflections.offsets.to_pylist()
+        problem = batch.column("problem")
+        self.golds = list(zip(*(pc.struct_field(problem, f).to_pylist() for f in ("answer", "kind", "choices"))))
+        self.golds = [(a, k, tuple(c)) for a, k, c in self.golds]
+        self.ids = list(zip(*(pc.struct_field(problem, f).to_pylist() for f in ("task", "id"))))
+        self.instruction = self.refl("instruction_id").to_pylist()
+        self.sample = self.refl("sample").to_pylist()
+        self.text = self.refl("text").to_pylist()
+        self.status = self.refl("second", "status").to_pylist()
+
+    def traj(self, *path: str, rows: list[int] | None = None):
+        """A trajectory field, taken for `rows` (reflection indices, through their parents) when given."""
+        column = self.batch.column(path[0])
+        for name in path[1:]:
+            column = self.pc.struct_field(column, name)
+        return column if rows is None else column.take(self.indices([self.parent[i] for i in rows]))
+
+    def refl(self, *path: str, rows: list[int] | None = None):
+        column = self.reflections
+        for name in path:
+            column = self.pc.struct_field(column, name)
+        return column if rows is None else column.take(self.indices(rows))
+
+    @staticmethod
+    def indices(rows: list[int]):
+        import pyarrow as pa
+
+        return pa.array(rows, type=pa.int64())
+
+    def problem(self, i: int) -> Problem:
+        return Problem.model_validate(self.batch.column("problem")[self.parent[i]].as_py())
+
+
+def _table(model: type[BaseModel], columns: dict):
+    """A table in the model's schema from arrays and Python lists (a scalar fills the column)."""
+    import pyarrow as pa
+
+    schema = features_for(model).arrow_schema
+    n = len(next(c for c in columns.values() if not isinstance(c, (str, bool))))
+    arrays = []
+    for field in schema:
+        value = columns[field.name]
+        if isinstance(value, (str, bool)):
+            value = [value] * n
+        array = value if isinstance(value, (pa.Array, pa.ChunkedArray)) else pa.array(value, type=field.type)
+        arrays.append(array.fill_null("") if pa.types.is_string(field.type) else array)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def sft_table(b: Batch, rows: list[int]):
+    """D+ records of reflections `rows`."""
+    return _table(SFTRecord, {
+        "id": [f"{b.ids[b.parent[i]][0]}/{b.ids[b.parent[i]][1]}/{b.instruction[i]}/{b.sample[i]}" for i in rows],
+        "problem_id": b.traj("problem", "id", rows=rows), "task": b.traj("problem", "task", rows=rows),
+        "question": b.traj("problem", "question", rows=rows), "answer": b.traj("problem", "answer", rows=rows),
+        "instruction_id": b.refl("instruction_id", rows=rows),
+        "first_trial_prompt": b.traj("first", "prompt", rows=rows),
+        "first_trial_reasoning": b.traj("first", "output", rows=rows),
+        "first_trial_answer": b.traj("first", "answer", rows=rows),
+        "reflection_prompt": b.refl("prompt", rows=rows), "reflection": b.refl("text", rows=rows),
+        "second_trial_prompt": b.refl("second", "prompt", rows=rows),
+        "second_trial_reasoning": b.refl("second", "output", rows=rows),
+        "second_trial_answer": b.refl("second", "answer", rows=rows), "prompts_rendered": True, "official": "",
+    })
+
+
+def pair_table(kind: str, b: Batch, pairs: list[tuple[int, int]], judged: list[JudgeResult] | None = None,
+               judge_name: str = ""):
+    """D± or Dpref records of (chosen, rejected) reflection pairs, with the judge's prompts and verdicts."""
+    chosen, rejected = [c for c, _ in pairs], [r for _, r in pairs]
+    return _table(PairRecord, {
+        "id": [f"{b.ids[b.parent[c]][0]}/{b.ids[b.parent[c]][1]}/{b.instruction[c]}/{b.sample[c]}>{b.sample[r]}"
+               for c, r in pairs],
+        "kind": kind, "problem_id": b.traj("problem", "id", rows=chosen),
+        "task": b.traj("problem", "task", rows=chosen), "question": b.traj("problem", "question", rows=chosen),
+        "answer": b.traj("problem", "answer", rows=chosen), "instruction_id": b.refl("instruction_id", rows=chosen),
+        "first_trial_reasoning": b.traj("first", "output", rows=chosen),
+        "first_trial_answer": b.traj("first", "answer", rows=chosen),
+        "first_trial_prompt": b.traj("first", "prompt", rows=chosen), "prompt": b.refl("prompt", rows=chosen),
+        "chosen": b.refl("text", rows=chosen), "rejected": b.refl("text", rows=rejected),
+        "second_trial_reasoning_chosen": b.refl("second", "output", rows=chosen),
+        "second_trial_answer_chosen": b.refl("second", "answer", rows=chosen),
+        "second_trial_reasoning_rejected": b.refl("second", "output", rows=rejected),
+        "second_trial_answer_rejected": b.refl("second", "answer", rows=rejected), "judge": judge_name,
+        "judge_prompts": [v.prompts for v in judged] if judged else [[] for _ in pairs],
+        "judge_verdicts": [v.verdicts for v in judged] if judged else [[] for _ in pairs],
+        "prompts_rendered": True, "official": "",
+    })
+
+
+def build_tables(batch, cfg: CurateConfig, judge: Judge | None, counts: Counter) -> dict:
+    """D+, D± and Dpref record tables from a record batch of trajectories, counting each filter and outcome into
+    `counts`; the judge sees all Dpref candidates of the batch in one call."""
+    b = Batch(batch)
+    dplus: list[int] = []
+    pm: list[tuple[int, int]] = []
+    candidates: list[tuple[int, int]] = []
+    for t, gold in enumerate(b.golds):
+        groups: dict[str, list[int]] = {}
+        for i in range(b.offsets[t], b.offsets[t + 1]):
+            groups.setdefault(b.instruction[i], []).append(i)
+        for group in groups.values():
+            seen: set[str] = set()
+            kept = []
+            for i in group:
+                counts["reflections"] += 1
+                reason = _filter_reason(gold, b.text[i], b.status[i], seen)
+                seen.add(b.text[i])
+                if reason:
+                    counts[f"dropped_{reason}"] += 1
+                else:
+                    kept.append(i)
+            fixed = [i for i in kept if b.status[i] == "correct"]
+            unfixed = [i for i in kept if b.status[i] != "correct"]
+            dplus += fixed
+            pm += list(itertools.product(fixed, unfixed))[: cfg.max_pm_pairs_per_problem]
+            candidates += list(itertools.combinations(fixed, 2))[: cfg.max_pref_pairs_per_problem]
+    pref: list[tuple[int, int]] = []
+    judged: list[JudgeResult] = []
+    if judge is not None and candidates:
+        verdicts = judge.compare([(b.problem(x), b.text[x], b.text[y]) for x, y in candidates])
+        for (x, y), v in zip(candidates, verdicts):
+            if v.winner is None:
+                counts["dropped_judge_inconsistent"] += 1
+                continue
+            pref.append((x, y) if v.winner == 0 else (y, x))
+            judged.append(v)
+    counts.update(dpref_candidates=len(candidates))
+    return {"dplus": sft_table(b, dplus), "dpm": pair_table("pm", b, pm),
+            "dpref": pair_table("pref", b, pref, judged, judge.name if judge else "")}
+
+
+def count_outcomes(counts: Counter, rows: dict[str, int]) -> Counter:
+    """The counts with the rows of each dataset, keys in the order the card and manifests have always had."""
+    candidates = counts.pop("dpref_candidates", 0)
+    counts.update(dplus=rows["dplus"], dpm=rows["dpm"], dpref_candidates=candidates, dpref=rows["dpref"])
+    return counts
 
 
 def build_sets(trajectories: list[Trajectory], cfg: CurateConfig, judge: Judge | None
                ) -> tuple[dict[str, list[BaseModel]], Counter]:
-    """D+, D± and Dpref records from trajectories, and the count of each filter and outcome."""
+    """D+, D± and Dpref records from trajectories in memory, and the count of each filter and outcome."""
+    import pyarrow as pa
+
     counts: Counter = Counter()
-    dplus: list[SFTRecord] = []
-    dpm: list[PairRecord] = []
-    pref_candidates: list[tuple[Trajectory, Reflection, Reflection]] = []
-    for t in trajectories:
-        groups: dict[str, list[Reflection]] = {}
-        for r in t.reflections:
-            groups.setdefault(r.instruction_id, []).append(r)
-        for group in groups.values():
-            seen: set[str] = set()
-            kept = []
-            for r in group:
-                counts["reflections"] += 1
-                reason = filter_reason(t.problem, r, seen)
-                seen.add(r.text)
-                if reason:
-                    counts[f"dropped_{reason}"] += 1
-                else:
-                    kept.append(r)
-            fixed = [r for r in kept if r.second.status == "correct"]
-            unfixed = [r for r in kept if r.second.status != "correct"]
-            dplus += [sft_record(t, r) for r in fixed]
-            pm = list(itertools.product(fixed, unfixed))[: cfg.max_pm_pairs_per_problem]
-            dpm += [pair_record("pm", t, c, rj) for c, rj in pm]
-            pref_candidates += [(t, a, b) for a, b in itertools.combinations(fixed, 2)][: cfg.max_pref_pairs_per_problem]
-    dpref: list[PairRecord] = []
-    if judge is not None and pref_candidates:
-        verdicts = judge.compare([(t.problem, a.text, b.text) for t, a, b in pref_candidates])
-        for (t, a, b), v in zip(pref_candidates, verdicts):
-            if v.winner is None:
-                counts["dropped_judge_inconsistent"] += 1
-                continue
-            chosen, rejected = (a, b) if v.winner == 0 else (b, a)
-            dpref.append(pair_record("pref", t, chosen, rejected, v, judge.name))
-    counts.update(dplus=len(dplus), dpm=len(dpm), dpref_candidates=len(pref_candidates), dpref=len(dpref))
-    return {"dplus": dplus, "dpm": dpm, "dpref": dpref}, counts
+    table = pa.Table.from_pylist([t.model_dump() for t in trajectories], schema=features_for(Trajectory).arrow_schema)
+    batch = table.combine_chunks().to_batches()
+    tables = build_tables(batch[0], cfg, judge, counts) if batch else {}
+    sets = {name: [model.model_validate(row) for row in tables[name].to_pylist()] if tables else []
+            for name, model in DATASETS.items()}
+    return sets, count_outcomes(counts, {name: len(records) for name, records in sets.items()})
 
 
 def dataset_card(round_: int, counts: Counter, config: dict) -> str:
@@ -274,16 +403,29 @@ def curation_key(shard_shas: list[str], cfg: CurateConfig, judge_model: dict, ro
 
 
 def curate(trajectory_paths: list[str], out_dir: str, key: str, cfg: CurateConfig, judge: Judge | None,
-           round_: int, config_json: str) -> dict[str, DatasetManifest]:
-    """Write the three datasets and the card under `out_dir`; returns a manifest per dataset."""
-    trajectories = [t for p in trajectory_paths for t in read_records(p, Trajectory)]
-    sets, counts = build_sets(trajectories, cfg, judge)
+           round_: int, config_json: str, batch_rows: int = 1024) -> dict[str, DatasetManifest]:
+    """Write the three datasets and the card under `out_dir`; returns a manifest per dataset.
+
+    Streams: trajectory shards are read one at a time, in batches of `batch_rows` trajectories when a shard has
+    no Dpref judge to batch for, so memory is bounded by a shard (or a batch), never by the round. The records,
+    their order and the counts are those of `build_sets` on the whole round.
+    """
+    import pyarrow.parquet as pq
+
     out = Path(out_dir)
-    manifests = {}
-    for name, records in sets.items():
-        path = out / name / "train-00000-of-00001.parquet"
-        info = write_shard(path, records, DATASETS[name], key)
-        manifests[name] = DatasetManifest(name=name, path=str(path), rows=info["rows"], sha256=info["sha256"],
-                                          counts=dict(counts))
+    counts: Counter = Counter()
+    with contextlib.ExitStack() as stack:
+        writers = {name: stack.enter_context(DatasetWriter(out / name, model, key)) for name, model in DATASETS.items()}
+        for path in trajectory_paths:
+            shard = pq.ParquetFile(path)
+            batches = (shard.read().combine_chunks().to_batches() if judge is not None
+                       else shard.iter_batches(batch_size=batch_rows))
+            for batch in batches:
+                for name, table in build_tables(batch, cfg, judge, counts).items():
+                    writers[name].write(table)
+            shard.close()
+        infos = {name: w.close() for name, w in writers.items()}
+    count_outcomes(counts, {name: info["rows"] for name, info in infos.items()})
     atomic_write_text(out / "README.md", dataset_card(round_, counts, config_json))
-    return manifests
+    return {name: DatasetManifest(name=name, path=str(out / name), rows=info["rows"], sha256=info["sha256"],
+                                  counts=dict(counts)) for name, info in infos.items()}

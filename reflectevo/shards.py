@@ -4,6 +4,9 @@ A shard is one parquet file written atomically (temp file, fsync, rename) and th
 (`<file>.done`, JSON with the shard's key, rows and sha256). A shard counts as finished only when its marker
 exists, names the same key, and the file still has the recorded hash, so a new run of a round skips exactly the
 shards whose inputs, model, sampling and code are unchanged.
+
+A dataset too large for memory is a folder of such shards, `train-0000k-of-0000n.parquet` (the Hub's naming, so
+`datasets` reads the folder as one train split), written by `DatasetWriter` a batch of records at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,10 +102,114 @@ def finished(path: str | Path, key: str) -> dict[str, Any] | None:
     return info
 
 
+def parquet_files(path: str | Path) -> list[Path]:
+    """The parquet files of a shard (the file itself) or of a dataset folder (its shards, in order)."""
+    path = Path(path)
+    return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+
+
 def read_records(path: str | Path, model: type[T]) -> list[T]:
+    """Every record of a parquet shard, or of a dataset folder's shards in order."""
     import pyarrow.parquet as pq
 
-    return [model.model_validate(row) for row in pq.read_table(path).to_pylist()]
+    return [model.model_validate(row) for f in parquet_files(path) for row in pq.read_table(f).to_pylist()]
+
+
+class DatasetWriter:
+    """Writes one dataset as a folder of parquet shards, a batch of record rows at a time.
+
+    Records are buffered up to `row_group_bytes` (Arrow size) and written as one row group; a shard closes at
+    `shard_bytes`, so memory holds one row group, never the dataset. Shards are staged in a hidden folder beside
+    `folder`, each fsynced and given its marker, then named `train-0000k-of-0000n.parquet` once n is known, and
+    the staged folder replaces `folder` by rename: a reader never sees a half-written dataset or shards of an
+    earlier run. A dataset without rows is one shard with the schema and no row group, which pyarrow, pandas and
+    `datasets` (streaming) read as empty with the right columns; a 0-row row group would not load at all.
+    """
+
+    def __init__(self, folder: str | Path, model: type[BaseModel], key: str, row_group_bytes: int = 32 << 20,
+                 shard_bytes: int = 256 << 20):
+        self.folder, self.key = Path(folder), key
+        self.schema = features_for(model).arrow_schema
+        self.row_group_bytes, self.shard_bytes = row_group_bytes, shard_bytes
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(dir=self.folder.parent, prefix=f".{self.folder.name}.", suffix=".tmp"))
+        self.stage.chmod(0o755)  # mkdtemp's 0700 would hide the dataset from a server running as another user
+        self.buffer: list[Any] = []
+        self.buffered = 0
+        self.writer = None
+        self.shard_written = 0
+        self.shards: list[dict[str, Any]] = []
+
+    def write(self, table) -> None:
+        """Append records: a pyarrow Table in the model's schema."""
+        if not table.num_rows:
+            return
+        if table.schema != self.schema:
+            raise ValueError(f"{self.folder}: records with schema {table.schema} for a dataset of {self.schema}")
+        self.buffer.append(table)
+        self.buffered += table.nbytes
+        if self.buffered >= self.row_group_bytes:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            path = self.stage / f"part-{len(self.shards):05d}.parquet"
+            self.writer = pq.ParquetWriter(path, self.schema)
+            self.shards.append({"path": path, "rows": 0})
+        if self.buffer:
+            table = pa.concat_tables(self.buffer)
+            self.writer.write_table(table, row_group_size=table.num_rows)
+            self.shards[-1]["rows"] += table.num_rows
+            self.shard_written += self.buffered
+            self.buffer, self.buffered = [], 0
+        if self.shard_written >= self.shard_bytes:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        self.writer.close()
+        self.writer, self.shard_written = None, 0
+
+    def close(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Finish the dataset; returns its rows, a sha256 over its shards' hashes and the shard file names."""
+        try:
+            if self.buffer or not self.shards:
+                self._flush()
+            if self.writer is not None:
+                self._close_shard()
+            n, names = len(self.shards), []
+            for k, shard in enumerate(self.shards):
+                name = f"train-{k:05d}-of-{n:05d}.parquet"
+                with open(shard["path"], "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(shard["path"], self.stage / name)
+                info = {"key": self.key, "rows": shard["rows"], "sha256": file_sha256(self.stage / name),
+                        "meta": meta or {}}
+                atomic_write_text(marker_path(self.stage / name), json.dumps(info))
+                names.append((name, info["sha256"]))
+            old = self.folder.with_name(self.stage.name + ".old")
+            if self.folder.exists():
+                os.replace(self.folder, old)
+            os.replace(self.stage, self.folder)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            shutil.rmtree(self.stage, ignore_errors=True)
+        sha = hashlib.sha256(json.dumps(names).encode()).hexdigest()
+        return {"rows": sum(s["rows"] for s in self.shards), "sha256": sha, "files": [name for name, _ in names]}
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """On an error, drop everything staged: `folder` is left as it was."""
+        if exc_type is not None:
+            if self.writer is not None:
+                self.writer.close()
+            shutil.rmtree(self.stage, ignore_errors=True)
 
 
 def write_jsonl(path: str | Path, records: list[BaseModel]) -> None:

@@ -103,7 +103,7 @@ def test_outputs_load_as_hf_datasets_and_metrics(two_rounds):
     assert r1.datasets["dplus"].rows > 0
     for name, ds in r1.datasets.items():
         if ds.rows:  # datasets refuses a parquet file without rows ("corresponds to no data")
-            assert len(load_dataset("parquet", data_files=ds.path, split="train")) == ds.rows
+            assert len(load_dataset("parquet", data_files=f"{ds.path}/*.parquet", split="train")) == ds.rows
         assert len(read_records(ds.path, SFTRecord if name == "dplus" else PairRecord)) == ds.rows
     assert (run / "round-1" / "datasets" / "README.md").read_text().startswith("---")
     metrics = json.loads(Path(r1.metrics_path).read_text())["results"]

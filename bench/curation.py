@@ -1,0 +1,306 @@
+"""Curation at ReflectEvo-460k scale: records per second and peak memory of `curate()`, with no judge.
+
+    OMP_NUM_THREADS=1 python bench/curation.py [--reflections 460000] [--shard-size 1000] [--old-reflections 30000]
+
+Synthetic trajectory shards are written first (not timed): 3 reflections per wrong first trial, under one
+instruction, with the text lengths the ReflectEvo paper reports (question ~130, first answer ~189, second answer
+~237, reflection ~250 tokens, at ~4.5 characters a token) inside prompts built like the real ones (each later
+prompt holds the question and the earlier outputs), about 14 % of second trials correct (the paper's 13.93 %), and
+a few reflections for each filter (empty, unparseable second trial, states the gold answer, duplicate).
+
+Each curation runs in its own process, so its peak RSS is its own. Prints
+
+    curation_records_per_s=<reflections/s> peak_rss_mib=<MiB> reflections=<n> seconds=<s> shards=<n>
+    old_in_memory reflections=<m> ... ratio_records_per_s=<new/old> ratio_rss_per_reflection=<old/new>
+
+where the second line runs the pre-streaming in-memory path (kept here only, as the baseline) on `--old-reflections`,
+a size it can hold, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+if __name__ == "__main__":
+    sys.path[0] = str(ROOT)  # run as a script from a checkout; bench/verifiers.py must not shadow `verifiers`
+
+from reflectevo.curate import CurateConfig, Judge, JudgeResult  # noqa: E402
+from reflectevo.schema import PairRecord, Problem, Reflection, SFTRecord, Trajectory  # noqa: E402
+
+REFLECTIONS_PER_TRAJECTORY = 3
+CHARS = {"question": 585, "first": 850, "second": 1066, "reflection": 1125}  # paper's mean tokens x 4.5
+WORDS = ("the of and to in is that for it as with was on be by this are or from at which an not have but "
+         "answer option step check each value sum equation premise conclusion therefore because assume case "
+         "count total ratio angle number first second third previous attempt error plan review correct").split()
+
+
+def corpus(seed: int, size: int = 4_000_000) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choices(WORDS, k=size // 5))
+
+
+class Texts:
+    """Distinct texts of about the paper's lengths: slices of a random-word corpus at random offsets."""
+
+    def __init__(self, seed: int):
+        self.rng, self.text = random.Random(seed), corpus(seed)
+
+    def __call__(self, kind: str) -> str:
+        n = int(CHARS[kind] * self.rng.uniform(0.5, 1.5))
+        start = self.rng.randrange(len(self.text) - n)
+        return self.text[start : start + n]
+
+
+def trajectory_row(i: int, shard: int, texts: Texts, rng: random.Random) -> dict:
+    """One wrong first trial on a 4-option question (gold 'C') and its reflections, as a Trajectory row."""
+    question, first = f"Q{i}: " + texts("question"), texts("first")
+    head = f"<|im_start|>user\nSolve the following problem. Think step by step. Finish[X].\n\nQuestion: {question}"
+    first_prompt = head + "<|im_end|>\n<|im_start|>assistant\n"
+    reflections = []
+    for sample in range(REFLECTIONS_PER_TRAJECTORY):
+        roll = rng.random()
+        text = ("" if roll < 0.01 else "The correct answer is C." if roll < 0.03
+                else reflections[-1]["text"] if roll < 0.04 and reflections else f"R{i}.{sample}: " + texts("reflection"))
+        second_ok = rng.random() < 0.1393
+        status = "unparseable" if roll > 0.97 else "correct" if second_ok else "wrong"
+        reflections.append({
+            "instruction_id": "1-2-3", "sample": sample,
+            "prompt": f"<|im_start|>user\nYou tried to solve a problem and failed.\n\nQuestion: {question}\n\n"
+                      f"Your previous attempt:\n{first}\n\nReflect on the attempt:\nCheck every step.<|im_end|>\n"
+                      "<|im_start|>assistant\n",
+            "text": text, "output_tokens": len(text) // 4,
+            "second": {"trial": 2, "prompt": f"{head}\n\nA previous attempt failed:\n{first}\n\nYour reflection on "
+                                              f"that attempt:\n{text}\n\nNow solve the problem again.<|im_end|>\n"
+                                              "<|im_start|>assistant\n",
+                       "output": texts("second") + ("Finish[C]" if second_ok else "Finish[B]"),
+                       "answer": None if status == "unparseable" else "C" if second_ok else "B", "status": status,
+                       "reason": "", "output_tokens": 237},
+        })
+    return {"round": 1, "shard": shard,
+            "problem": {"id": f"q{i}", "task": "choice", "kind": "choice", "question": question, "answer": "C",
+                        "choices": ["red", "green", "blue", "white"], "tests": [], "test_setup_code": "",
+                        "source": "synthetic"},
+            "first": {"trial": 1, "prompt": first_prompt, "output": first + "Finish[A]", "answer": "A",
+                      "status": "wrong", "reason": "", "output_tokens": 189},
+            "reflections": reflections}
+
+
+def write_trajectories(folder: Path, reflections: int, shard_size: int, seed: int = 0) -> list[str]:
+    """Trajectory shards in the generation stage's schema; reused when `folder` already holds them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reflectevo.schema import Trajectory, features_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "done.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    schema = features_for(Trajectory).arrow_schema
+    texts, rng = Texts(seed), random.Random(seed)
+    n, paths = -(-reflections // REFLECTIONS_PER_TRAJECTORY), []
+    for shard, start in enumerate(range(0, n, shard_size)):
+        rows = [trajectory_row(i, shard, texts, rng) for i in range(start, min(n, start + shard_size))]
+        path = folder / f"shard-{shard:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        paths.append(str(path))
+    done.write_text(json.dumps(paths))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The in-memory curation as it was before streaming (reflectevo/curate.py at 9ba9de0), kept verbatim as the
+# baseline of the ratio and as the reference tests/reflectevo/test_curate_streaming.py checks records against.
+
+def old_states_gold(problem: Problem, text: str) -> bool:
+    """Whether a reflection gives the answer away: a `Finish[...]`, or 'the answer is <gold>' in any form."""
+    if "Finish[" in text:
+        return True
+    gold = re.escape(problem.answer.strip())
+    if not gold:
+        return False
+    golds = [gold]
+    if problem.kind == "choice" and problem.choices:
+        idx = ord(problem.answer.strip().upper()) - ord("A")
+        if 0 <= idx < len(problem.choices):
+            golds.append(re.escape(problem.choices[idx].strip()))
+    pattern = r"(correct|right|final)?\s*(answer|option|choice)\s*(is|should be|:|=)\s*[\(\[\"'$]*(" + "|".join(golds) + r")(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+def old_filter_reason(problem: Problem, r: Reflection, seen: set[str]) -> str | None:
+    if not r.text.strip():
+        return "empty_reflection"
+    if r.second.status == "unparseable":
+        return "unparseable_second_trial"
+    if old_states_gold(problem, r.text):
+        return "states_gold_answer"
+    if r.text in seen:
+        return "duplicate"
+    return None
+
+
+def old_sft_record(t: Trajectory, r: Reflection) -> SFTRecord:
+    p = t.problem
+    return SFTRecord(
+        id=f"{p.task}/{p.id}/{r.instruction_id}/{r.sample}", problem_id=p.id, task=p.task, question=p.question,
+        answer=p.answer, instruction_id=r.instruction_id, first_trial_prompt=t.first.prompt,
+        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "", reflection_prompt=r.prompt,
+        reflection=r.text, second_trial_prompt=r.second.prompt, second_trial_reasoning=r.second.output,
+        second_trial_answer=r.second.answer or "",
+    )
+
+
+def old_pair_record(kind: str, t: Trajectory, chosen: Reflection, rejected: Reflection,
+                judge: JudgeResult | None = None, judge_name: str = "") -> PairRecord:
+    p = t.problem
+    return PairRecord(
+        id=f"{p.task}/{p.id}/{chosen.instruction_id}/{chosen.sample}>{rejected.sample}", kind=kind, problem_id=p.id,
+        task=p.task, question=p.question, answer=p.answer, instruction_id=chosen.instruction_id,
+        first_trial_reasoning=t.first.output, first_trial_answer=t.first.answer or "",
+        first_trial_prompt=t.first.prompt, prompt=chosen.prompt,
+        chosen=chosen.text, rejected=rejected.text, second_trial_reasoning_chosen=chosen.second.output,
+        second_trial_answer_chosen=chosen.second.answer or "", second_trial_reasoning_rejected=rejected.second.output,
+        second_trial_answer_rejected=rejected.second.answer or "", judge=judge_name,
+        judge_prompts=judge.prompts if judge else [], judge_verdicts=judge.verdicts if judge else [],
+    )
+
+
+def old_build_sets(trajectories: list[Trajectory], cfg: CurateConfig, judge: Judge | None
+               ) -> tuple[dict[str, list[BaseModel]], Counter]:
+    """D+, D± and Dpref records from trajectories, and the count of each filter and outcome."""
+    counts: Counter = Counter()
+    dplus: list[SFTRecord] = []
+    dpm: list[PairRecord] = []
+    pref_candidates: list[tuple[Trajectory, Reflection, Reflection]] = []
+    for t in trajectories:
+        groups: dict[str, list[Reflection]] = {}
+        for r in t.reflections:
+            groups.setdefault(r.instruction_id, []).append(r)
+        for group in groups.values():
+            seen: set[str] = set()
+            kept = []
+            for r in group:
+                counts["reflections"] += 1
+                reason = old_filter_reason(t.problem, r, seen)
+                seen.add(r.text)
+                if reason:
+                    counts[f"dropped_{reason}"] += 1
+                else:
+                    kept.append(r)
+            fixed = [r for r in kept if r.second.status == "correct"]
+            unfixed = [r for r in kept if r.second.status != "correct"]
+            dplus += [old_sft_record(t, r) for r in fixed]
+            pm = list(itertools.product(fixed, unfixed))[: cfg.max_pm_pairs_per_problem]
+            dpm += [old_pair_record("pm", t, c, rj) for c, rj in pm]
+            pref_candidates += [(t, a, b) for a, b in itertools.combinations(fixed, 2)][: cfg.max_pref_pairs_per_problem]
+    dpref: list[PairRecord] = []
+    if judge is not None and pref_candidates:
+        verdicts = judge.compare([(t.problem, a.text, b.text) for t, a, b in pref_candidates])
+        for (t, a, b), v in zip(pref_candidates, verdicts):
+            if v.winner is None:
+                counts["dropped_judge_inconsistent"] += 1
+                continue
+            chosen, rejected = (a, b) if v.winner == 0 else (b, a)
+            dpref.append(old_pair_record("pref", t, chosen, rejected, v, judge.name))
+    counts.update(dplus=len(dplus), dpm=len(dpm), dpref_candidates=len(pref_candidates), dpref=len(dpref))
+    return {"dplus": dplus, "dpm": dpm, "dpref": dpref}, counts
+
+
+def old_in_memory(paths: list[str], out: Path) -> dict:
+    """Curation as it was before streaming: every trajectory of the round as pydantic objects, every record in
+    memory, each dataset one parquet file written through `datasets`."""
+    import pyarrow.parquet as pq
+
+    from reflectevo.curate import DATASETS
+    from reflectevo.shards import write_shard
+
+    trajectories = [Trajectory.model_validate(row) for p in paths for row in pq.read_table(p).to_pylist()]
+    sets, counts = old_build_sets(trajectories, CurateConfig(judge="none"), None)
+    for name, records in sets.items():
+        write_shard(out / name / "train-00000-of-00001.parquet", records, DATASETS[name], "bench")
+    return dict(Counter(counts))
+
+
+def run_curation(paths: list[str], out: Path, old: bool) -> dict:
+    if old:
+        counts = old_in_memory(paths, out)
+    else:
+        from reflectevo.curate import curate
+
+        manifests = curate(paths, str(out), "bench", CurateConfig(judge="none"), None, 1, "{}")
+        counts = next(iter(manifests.values())).counts
+    return counts
+
+
+def measure(paths_file: Path, out: Path, old: bool) -> dict:
+    """Runs one curation in a child process; its wall time and peak RSS."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, __file__, "--child", str(paths_file), str(out)] + (["--old"] if old else []),
+                            check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    rss_mib = json.loads(result.stdout.strip().splitlines()[-2])["rss_kib"] / 1024
+    return {"seconds": seconds, "rss_mib": rss_mib, "counts": counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reflections", type=int, default=460_000)
+    parser.add_argument("--shard-size", type=int, default=1000, help="trajectories per trajectory shard")
+    parser.add_argument("--old-reflections", type=int, default=30_000, help="size for the old in-memory path")
+    parser.add_argument("--data-dir", default=None, help="keep the synthetic shards here (reused on a rerun)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        counts = run_curation(json.loads(Path(args.child[0]).read_text()), Path(args.child[1]), args.old)
+        print(json.dumps({"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        print(json.dumps(counts))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(args.data_dir) if args.data_dir else Path(tmp) / "data"
+        figures = {}
+        for label, n, old in (("new", args.reflections, False), ("old", args.old_reflections, False),
+                              ("old", args.old_reflections, True)):
+            folder = data / f"r{n}-s{args.shard_size}"
+            folder.mkdir(parents=True, exist_ok=True)
+            paths_file = folder / "done.json"
+            write_trajectories(folder, n, args.shard_size)
+            figures[(n, old)] = measure(paths_file, Path(tmp) / f"out-{n}-{old}", old)
+        new, small, base = (figures[(args.reflections, False)], figures[(args.old_reflections, False)],
+                            figures[(args.old_reflections, True)])
+        for f in (new, small, base):
+            assert f["counts"]["reflections"] in (args.reflections, args.old_reflections), f["counts"]
+        assert small["counts"] == base["counts"], (small["counts"], base["counts"])
+        rate = new["counts"]["reflections"] / new["seconds"]
+        print(f"curation_records_per_s={rate:.0f} peak_rss_mib={new['rss_mib']:.0f} "
+              f"reflections={new['counts']['reflections']} seconds={new['seconds']:.1f} "
+              f"dplus={new['counts']['dplus']} dpm={new['counts']['dpm']} shard_size={args.shard_size}", flush=True)
+        old_rate = base["counts"]["reflections"] / base["seconds"]
+        small_rate = small["counts"]["reflections"] / small["seconds"]
+        print(f"old_in_memory reflections={base['counts']['reflections']} records_per_s={old_rate:.0f} "
+              f"peak_rss_mib={base['rss_mib']:.0f} seconds={base['seconds']:.1f} | streaming on the same shards: "
+              f"records_per_s={small_rate:.0f} peak_rss_mib={small['rss_mib']:.0f} | "
+              f"ratio_records_per_s={small_rate / old_rate:.2f} "
+              f"ratio_rss_per_reflection={(base['rss_mib'] / base['counts']['reflections']) / (new['rss_mib'] / new['counts']['reflections']):.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
