@@ -97,7 +97,7 @@ class TestCodec:
 
     def test_plain_data_round_trips_with_its_exact_types(self):
         value = [(1, 2.5, "s", b"b", 1j, None, True), {"k": {frozenset({1})}}, range(1, 5, 2)]
-        data = json.loads(json.dumps(sandbox_harness.encode(value, None)))
+        data = sandbox_harness.loads(sandbox_harness.dumps(sandbox_harness.encode(value, None)))
         assert sandbox_harness.decode(data, None) == value
         assert type(sandbox_harness.decode(data, None)[0]) is tuple
 
@@ -108,3 +108,8 @@ class TestCodec:
 
         with pytest.raises((ValueError, TypeError)):
             sandbox_harness.decode(forged, unknown)
+
+    @pytest.mark.parametrize("data", [b'["l", 1', b'[1] [2]', b"\xff", b"[" * 100000])
+    def test_bytes_that_are_not_one_json_value_are_refused(self, data):
+        with pytest.raises((ValueError, RecursionError)):
+            sandbox_harness.loads(data)
