@@ -110,6 +110,11 @@ CASES = [
      ["no parquet files"]),
     ("export-unknown-dataset", lambda r, t: ["export", str(r.datasets), "--dataset", "bogus", "--out", str(t / "o.jsonl")],
      ["'--dataset'"]),
+    ("export-model-not-an-adapter", lambda r, t: ["export-model", str(r.datasets), "--out", str(t / "merged")],
+     ["ADAPTER_DIR", "no adapter_config.json"]),
+    ("export-model-over-a-folder", lambda r, t: ["export-model", str(Path(write(t / "a" / "adapter_config.json", "{}")).parent),
+                                                 "--out", str(r.cfg.round_path(1))],
+     ["--out", "not empty", "--force"]),
     # resume
     ("resume-missing-run", lambda r, t: ["resume", str(t / "runs" / "nope"), "--round", "1"], ["folder does not exist"]),
     ("resume-round-never-started", lambda r, t: ["resume", str(r.run), "--round", "5"],
