@@ -4,7 +4,7 @@ Each run is one fresh sandbox (nothing is reused between programs):
 
     prlimit --cpu --as --nproc --fsize --nofile --core   limits on every process, soft = hard
       setpriv --reuid U --regid U --clear-groups --      real uid U (unprivileged): RLIMIT_NPROC applies
-        bwrap --unshare-all --die-with-parent --new-session --clearenv --remount-ro /
+        bwrap --unshare-all --die-with-parent --new-session --clearenv --remount-ro / --seccomp FD
               read-only /usr (+ the /bin, /lib, /lib64 links), /proc, a read-only /dev, and three tmpfs of
               `Limits.disk_mb` each: /tmp, /dev/shm and /work (holding a read-only candidate.py);
               read-only /sandbox/harness.py
@@ -12,7 +12,10 @@ Each run is one fresh sandbox (nothing is reused between programs):
 
 a wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. Nothing the program can
 write is on the host's disk: the only writable paths are the size-capped tmpfs above (the program's code and
-the harness are copied in by bwrap from memfds), and its captured output is capped by RLIMIT_FSIZE. The rlimits
+the harness are copied in by bwrap from memfds), and its captured output is capped by RLIMIT_FSIZE. Memory is
+bounded by RLIMIT_AS per process (so `processes * memory_mb` per program) plus the tmpfs caps: the seccomp
+filter refuses memfd_create and SysV shmget, whose memory neither bounds (one process held ~1 GB in 58
+memfds), and any syscall of another ABI (x32, i386), through which those two could be reached. The rlimits
 are set by prlimit(1) rather than a `preexec_fn`: a preexec_fn is unsafe in a threaded caller (Prefect's task
 threads, verify_many's pool) and forces a full fork() of this process, about 4 ms per program. The network
 namespace is empty, the host's files other than /usr are not there, and the PID namespace dies with the
@@ -32,14 +35,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import errno
 import fcntl
 import json
 import os
+import platform
 import queue
 import secrets
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -153,10 +159,36 @@ def _command(uid: int | None, fds: dict[str, int], limits: Limits) -> list[str]:
         "--ro-bind-data", str(fds["harness"]), "/sandbox/harness.py",
         "--chdir", "/work",
         "--remount-ro", "/",  # the sandbox's own root tmpfs too: only the capped tmpfs are writable
+        "--seccomp", str(fds["seccomp"]),
         "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/work",
         PYTHON, "-I", "-S", "-B", "-u", "/sandbox/harness.py", str(fds["secret"]), str(fds["result"]),
     ]  # fmt: skip
+
+
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_MEMFD_CREATE_AND_SHMGET = {"x86_64": (319, 29), "aarch64": (279, 194)}
+
+
+def _seccomp_filter(machine: str) -> bytes:
+    """A classic-BPF seccomp program (bwrap --seccomp): EPERM for memfd_create, shmget and foreign ABIs."""
+    if machine not in _AUDIT_ARCH:
+        raise SandboxUnavailable(f"no seccomp filter for {machine!r}; known: {sorted(_AUDIT_ARCH)}")
+    load, jump_eq, jump_ge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    deny, allow = 0x00050000 | errno.EPERM, 0x7FFF0000  # SECCOMP_RET_ERRNO | EPERM, SECCOMP_RET_ALLOW
+    memfd_create, shmget = _MEMFD_CREATE_AND_SHMGET[machine]
+    program = [
+        (load, 0, 0, 4),  # seccomp_data.arch
+        (jump_eq, 1, 0, _AUDIT_ARCH[machine]),
+        (ret, 0, 0, deny),
+        (load, 0, 0, 0),  # seccomp_data.nr
+        (jump_ge, 3, 0, 0x40000000),  # the x32 ABI's numbers
+        (jump_eq, 2, 0, memfd_create),
+        (jump_eq, 1, 0, shmget),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, deny),
+    ]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
 def _limit_flags(limits: Limits) -> list[str]:
@@ -251,17 +283,18 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
     fds: dict[str, int] = {}
     start = time.monotonic()
     try:
-        fds["code"] = _data_fd(code.encode("utf-8", errors="surrogateescape"))
+        fds["code"] = _data_fd(code.encode("utf-8", errors="replace"))  # a lone surrogate is not the judge's error
         fds["harness"] = _data_fd(_HARNESS_SOURCE)
+        fds["seccomp"] = _data_fd(_seccomp_filter(platform.machine()))
         fds["secret"] = _secret_pipe(json.dumps(payload).encode())
         result_read, fds["result"] = os.pipe()
         fds["result_read"] = result_read
         with tempfile.TemporaryFile() as output:
             proc = subprocess.Popen(
                 _command(uid, fds, limits), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                env={}, pass_fds=[fds[k] for k in ("code", "harness", "secret", "result")], start_new_session=True,
+                env={}, pass_fds=[fds[k] for k in _PASSED], start_new_session=True,
             )  # fmt: skip
-            for key in ("code", "harness", "secret", "result"):
+            for key in _PASSED:
                 os.close(fds.pop(key))
             deadline = start + limits.wall_s
             data, finished = _read_until(result_read, deadline)
@@ -292,3 +325,4 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
 
 
 _HARNESS_SOURCE = HARNESS.read_bytes()
+_PASSED = ("code", "harness", "seccomp", "secret", "result")  # the fds bwrap gets; closed here once it has them

@@ -324,7 +324,7 @@ class Judge:
 
     def verdict(self, status, detail="", limit=""):
         with os.fdopen(self.result_fd, "w") as out:
-            out.write(repr((self.nonce, status, detail[-8000:], limit)) + "\n")  # the parent reads 64 KiB
+            out.write(repr((self.nonce, status, detail[:8000], limit)) + "\n")  # the parent reads 64 KiB
         try:
             os.kill(self.child, SIGKILL)
         except ProcessLookupError:  # already reaped
@@ -431,10 +431,13 @@ class Judge:
                 namespace[module] = __import__(module)
             except ImportError:
                 pass
-        for name, value in found.items():
-            if type(value) is Remote:
-                value._remote_label = name
-            namespace[name] = value
+        if type(found) is not dict:
+            self.verdict("runtime_error", "the candidate's process sent a malformed reply")
+        for name in secret["names"]:  # only those asked for: the reply could name `all` or `__builtins__` too
+            if name in found:
+                namespace[name] = found[name]
+                if type(found[name]) is Remote:
+                    found[name]._remote_label = name
         before = dict(namespace)
         missing = object()
         number, test = 0, "test_setup_code"

@@ -346,23 +346,69 @@ HOSTILE = {
         def add(a, b):
             return a - b
     """,
-    "fill_dev_shm_with_2gb": """
-        for i in range(256):
-            with open(f"/dev/shm/block{{i}}", "wb") as f:
-                f.write(b"x" * (8 << 20))
-        def add(a, b):
-            return a + b
-    """,
-    "write_1gb_under_the_sandbox_temp": """
-        import os
-        for root in ("/work", "/tmp", os.getcwd()):
-            for i in range(128):
-                with open(os.path.join(root, f"block{{i}}"), "wb") as f:
+    # Memory held outside the process's address space: each program holds what it can of 512 MB (less than the
+    # issue's 2 GB, to stay within FAST's CPU second), and passes if that is over 256 MB (more than the three
+    # capped tmpfs together).
+    "hold_512mb_in_dev_shm": """
+        held = 0
+        try:
+            for i in range(64):
+                with open(f"/dev/shm/block{{i}}", "wb") as f:
                     f.write(b"x" * (8 << 20))
-        def add(a, b):
-            return a + b
+                held += 8
+        except OSError:
+            pass
+        if held > 256:
+            def add(a, b):
+                return a + b
+    """,
+    "write_512mb_under_the_sandbox_temp": """
+        import os
+        held = 0
+        for root in ("/work", "/tmp", os.getcwd()):
+            try:
+                for i in range(64 - held // 8):
+                    with open(os.path.join(root, f"block{{i}}"), "wb") as f:
+                        f.write(b"x" * (8 << 20))
+                    held += 8
+            except OSError:
+                pass
+        if held > 256:
+            def add(a, b):
+                return a + b
     """,
     "write_under_dev": "open('/dev/block', 'wb').write(b'x')\ndef add(a, b):\n    return a + b",
+    "hold_512mb_in_memfds": """
+        import os
+        held, fds = 0, []
+        try:
+            for i in range(32):
+                fds.append(os.memfd_create(f"block{{i}}"))
+                os.write(fds[-1], b"x" * (16 << 20))
+                held += 16
+        except OSError:
+            pass
+        if held > 256:
+            def add(a, b):
+                return a + b
+    """,
+    "hold_512mb_in_sysv_shared_memory": """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmat.restype = ctypes.c_void_p
+        held = 0
+        for i in range(16):
+            segment = libc.shmget(0, 32 << 20, 0o1600)
+            if segment < 0:
+                break
+            address = libc.shmat(segment, None, 0)
+            ctypes.memset(address, 120, 32 << 20)
+            libc.shmdt(ctypes.c_void_p(address))
+            held += 32
+        if held > 256:
+            def add(a, b):
+                return a + b
+    """,
     "map_2gb_of_shared_memory": """
         import mmap
         m = mmap.mmap(-1, 2 << 30)
@@ -398,6 +444,22 @@ HOSTILE_SHAPES = {
     "rebind_any": ("any = lambda *a: True\ndef is_even(n):\n    return False", "assert any(is_even(x) for x in [1, 2])"),
     "patch_the_builtins_module": ("import builtins\nbuiltins.all = builtins.any = lambda *a: True\n"
                                   "def is_even(n):\n    return False", "assert all(is_even(x) for x in [2, 4])"),
+    "inject_names_into_the_judge": ("""
+import sys
+frame = sys._getframe(1)
+while "keep" not in frame.f_locals:  # the harness's serving loop in this process
+    frame = frame.f_back
+keep, harness, send = frame.f_locals["keep"], frame.f_globals, frame.f_globals["_send"]
+def fake_all(*args):
+    return True
+def send_more_names(fd, message):  # adds `all` to the names the judge asked for
+    if message[1] == "value" and type(message[2]) is list and message[2][:1] == ["d"]:
+        message[2] += ["all", keep(fake_all, 0), "any", keep(fake_all, 0)]
+    send(fd, message)
+harness["_send"] = send_more_names
+def is_even(n):
+    return False
+""", "assert all(is_even(x) for x in [2, 4])"),
     "rebind_set_and_sorted": ("set = sorted = lambda *a, **k: 'ok'\ndef f(x):\n    return [3, 1]",
                               "assert set(f(1)) == sorted(f(1), key=lambda t: -t)"),
     "always_equal_plain_assert": (ALWAYS_EQUAL, "assert add(2, 3) == 5"),
@@ -480,9 +542,10 @@ def test_hostile_program_cannot_change_what_a_test_means(name, host):
 
 
 @needs_bwrap
-@pytest.mark.parametrize("name", ["fill_dev_shm_with_2gb", "write_1gb_under_the_sandbox_temp"])
-def test_a_full_writable_path_is_named_in_the_reason(name):
-    verdict = code_verifier.verify(problem(), textwrap.dedent(HOSTILE[name]).format(), limits=FAST)
+@pytest.mark.parametrize("path", ["/dev/shm", "/tmp", "/work"])
+def test_a_full_writable_path_is_named_in_the_reason(path):
+    code = f"for i in range(256):\n    open('{path}/block%d' % i, 'wb').write(b'x' * (8 << 20))"
+    verdict = code_verifier.verify(problem(), code, limits=FAST)
     assert verdict.status == "runtime_error"
     assert f"hit the {FAST.disk_mb} MB size cap of each writable path" in verdict.reason  # binary feedback too
 
