@@ -26,7 +26,8 @@ return value for that call, which it could return anyway. The verdict itself goe
 pipe only the judge holds, as `repr((nonce, status, detail, limit))`, and the parent trusts it only when the
 nonce matches.
 
-Protocol on the judge <-> candidate pipes: 4-byte big-endian length, then JSON (UTF-8, ASCII in practice). argv: secret fd, result fd.
+Protocol on the judge <-> candidate pipes: 4-byte big-endian length, then JSON (ASCII).
+argv: secret fd, result fd.
 """
 
 import _json
@@ -37,6 +38,7 @@ import sys
 MAX_MESSAGE = 16 << 20  # a reply bigger than this is a failure, not a reason to exhaust the judge's memory
 MAX_DEPTH = 100  # deeper data stays in the candidate's process
 SIGKILL, SIGXCPU, SIGXFSZ = 9, 24, 25
+_ENDS_ITERATION = (StopIteration, StopAsyncIteration)
 _SEQUENCE_TAGS = {list: "l", tuple: "t", set: "s", frozenset: "f"}
 _SEQUENCE_TYPES = {tag: kind for kind, tag in _SEQUENCE_TAGS.items()}
 _PLAIN_BASES = (int, float, complex, str, bytes, dict, list, tuple, set, frozenset)
@@ -234,7 +236,7 @@ def _program_error(name, text):
     kind = getattr(builtins, name, None)
     # Never a StopIteration: raised inside map() or a for loop in the judge it would end the loop early, and
     # skip the asserts after it.
-    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, (StopIteration, StopAsyncIteration)):
+    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, _ENDS_ITERATION):
         try:
             return type(name, (kind, ProgramError), {})(text)
         except TypeError:  # an exception whose constructor needs more than a message
@@ -370,7 +372,7 @@ class Judge:
         except (ValueError, RecursionError) as e:
             self.verdict("runtime_error", f"the candidate's process sent a malformed reply ({type(e).__name__}: {e})")
         if type(reply) is not list or len(reply) < 3 or reply[0] != tag:
-            self.verdict("runtime_error", "the candidate's process sent a reply to no request (it wrote on the judge's pipe)")
+            self.verdict("runtime_error", "the candidate's process sent a reply to no request (it wrote on the pipe)")
         if reply[1] == "error" and len(reply) == 4 and type(reply[2]) is str and type(reply[3]) is str:
             raise _program_error(reply[2], reply[3] + self._limit_note(reply[2], reply[3]))
         if reply[1] != "value" or len(reply) != 3:
@@ -408,11 +410,12 @@ class Judge:
             signal = os.WTERMSIG(status)
             if signal in (SIGXCPU, SIGKILL):  # SIGKILL: the hard CPU limit (soft = hard), or the program's own kill
                 cap = f"the CPU time limit of {self.limits['cpu_s']}s"
-                self.verdict("timeout", f"the candidate's process was killed (signal {signal}): it ran past {cap}, or killed itself", cap)
+                why = f"the candidate's process was killed (signal {signal}): it ran past {cap}, or killed itself"
+                self.verdict("timeout", why, cap)
             if signal == SIGXFSZ:
                 cap = f"the {self.limits['file_mb']} MB cap on the size of one file"
                 self.verdict("runtime_error", f"the candidate's process exceeded {cap}", cap)
-            self.verdict("runtime_error", f"the candidate's process was killed by signal {signal} before the tests finished")
+            self.verdict("runtime_error", f"the candidate's process was killed by signal {signal} before the end")
         code = os.WEXITSTATUS(status)
         self.verdict("runtime_error", f"the candidate's process ended (status {code}) before the tests finished")
 
@@ -456,7 +459,7 @@ class Judge:
         except AssertionError:
             self.verdict("wrong", f"test {number}: {test}\nfailed{self.seen()}")
         except NameError as e:
-            self.verdict("runtime_error", f"test {number}: {test}\nNameError: {_message(e)} (the program does not define it)")
+            self.verdict("runtime_error", f"test {number}: {test}\nNameError: {_message(e)} (the program lacks it)")
         except MemoryError:
             self.verdict("runtime_error", f"test {number}: {test}\nthe judge ran out of memory", self._memory())
         except Exception as e:
