@@ -7,8 +7,8 @@ Each run is one fresh sandbox (nothing is reused between programs):
         bwrap --unshare-all --die-with-parent --new-session --clearenv --remount-ro / --seccomp FD
               read-only /usr (+ the /bin, /lib, /lib64 links), /proc, a read-only /dev, and three tmpfs of
               `Limits.disk_mb` each: /tmp, /dev/shm and /work (holding a read-only candidate.py);
-              read-only /sandbox/harness.py
-          /usr/bin/python3 -I -S -B -u /sandbox/harness.py SECRET_FD RESULT_FD
+              read-only /sandbox/harness.pyc
+          /usr/bin/python3 -I -S -B -u /sandbox/harness.pyc SECRET_FD RESULT_FD
 
 a wall-clock limit enforced here, and the whole process group SIGKILLed afterwards. Nothing the program can
 write is on the host's disk: the only writable paths are the size-capped tmpfs above (the program's code and
@@ -25,7 +25,8 @@ The verdict comes from the judge half of `verifiers/sandbox_harness.py` (see its
 can neither forge it nor change what a test means), tagged with a per-run nonce that only the judge ever
 learns. Debian's /usr/bin/python3 runs the code: the project's own interpreter may live under /root, which the
 sandbox uid cannot read. `-S` skips `site` (about 10 ms per run; the code gets the standard library only); `-u`
-so output printed just before a kill is kept for the feedback.
+so output printed just before a kill is kept for the feedback. The harness goes in compiled (by that same
+interpreter, once per process): compiling its source costs 5-15 ms per run.
 
 Requires `bwrap` (Debian package `bubblewrap`); without it `SandboxUnavailable` is raised: code is never run
 unsandboxed.
@@ -37,6 +38,7 @@ import ast
 import builtins
 import errno
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -156,13 +158,13 @@ def _command(uid: int | None, fds: dict[str, int], limits: Limits) -> list[str]:
         "--size", size, "--tmpfs", "/tmp",
         "--size", size, "--tmpfs", "/work",
         "--ro-bind-data", str(fds["code"]), "/work/candidate.py",
-        "--ro-bind-data", str(fds["harness"]), "/sandbox/harness.py",
+        "--ro-bind-data", str(fds["harness"]), "/sandbox/harness.pyc",
         "--chdir", "/work",
         "--remount-ro", "/",  # the sandbox's own root tmpfs too: only the capped tmpfs are writable
         "--seccomp", str(fds["seccomp"]),
         "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/work",
-        PYTHON, "-I", "-S", "-B", "-u", "/sandbox/harness.py", str(fds["secret"]), str(fds["result"]),
+        PYTHON, "-I", "-S", "-B", "-u", "/sandbox/harness.pyc", str(fds["secret"]), str(fds["result"]),
     ]  # fmt: skip
 
 
@@ -284,7 +286,7 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
     start = time.monotonic()
     try:
         fds["code"] = _data_fd(code.encode("utf-8", errors="replace"))  # a lone surrogate is not the judge's error
-        fds["harness"] = _data_fd(_HARNESS_SOURCE)
+        fds["harness"] = _data_fd(_harness_bytecode())
         fds["seccomp"] = _data_fd(_seccomp_filter(platform.machine()))
         fds["secret"] = _secret_pipe(json.dumps(payload).encode())
         result_read, fds["result"] = os.pipe()
@@ -324,5 +326,16 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
             _FREE_UIDS.put(uid)
 
 
-_HARNESS_SOURCE = HARNESS.read_bytes()
+@functools.cache
+def _harness_bytecode() -> bytes:
+    """The harness as a .pyc for the sandbox's interpreter (which may differ from ours): the magic number, 12
+    bytes that running a .pyc as a script skips, the marshalled code."""
+    compile_it = (
+        "import importlib.util, marshal, sys; code = compile(sys.stdin.read(), '/sandbox/harness.py', 'exec'); "
+        "sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER + bytes(12) + marshal.dumps(code))"
+    )
+    return subprocess.run([PYTHON, "-I", "-S", "-c", compile_it], input=HARNESS.read_bytes(), capture_output=True,
+                          check=True, env={}).stdout  # fmt: skip
+
+
 _PASSED = ("code", "harness", "seccomp", "secret", "result")  # the fds bwrap gets; closed here once it has them

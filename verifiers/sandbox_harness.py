@@ -163,7 +163,7 @@ def _error_text():
     import traceback
 
     kind, error, tb = sys.exc_info()
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename == _error_text.__code__.co_filename:
         tb = tb.tb_next
     return "".join(traceback.format_exception(kind, error, tb))[-4000:]
 
