@@ -104,7 +104,9 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
 def generation_key(problems_sha: str, model: ModelRef, engine: EngineConfig, cfg: GenerateConfig,
                    round_: int, shard: int) -> str:
     return content_key(stage="generate", round=round_, shard=shard, problems=problems_sha,
-                       model=model.model_dump(), engine=engine.model_dump(), generate=cfg.model_dump())
+                       model=model.model_dump(), generate=cfg.model_dump(),
+                       # Ray resources decide where a shard runs, not what it holds.
+                       engine=engine.model_dump(exclude={"num_gpus", "num_cpus"}))
 
 
 def count(trajectories: list[Trajectory]) -> dict[str, int]:

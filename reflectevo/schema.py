@@ -167,6 +167,8 @@ class ShardManifest(Record):
     counts: dict[str, int] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     model: ModelRef | None = None
+    worker: dict[str, str | int | None] | None = Field(default=None, description=(
+        "Where the shard task ran: {'host', 'pid', 'node_id'}; node_id is the Ray node id, None outside Ray."))
 
 
 class DatasetManifest(Record):

@@ -16,6 +16,7 @@ from reflectevo.rounds import PreparedProblems, prepare_problems
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished
 from tasks import retry_transient
+from tasks.runners import current_worker
 
 
 class ShardJob(BaseModel):
@@ -44,9 +45,11 @@ def prepare_problems_task(cfg: RoundConfig, round_: int) -> PreparedProblems:
 
 
 def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef, model_path: str) -> list[ShardJob]:
-    folder = cfg.round_path(round_) / "trajectories"
+    """One job per pool shard. Paths are absolute: a shard may run in another process or on another machine that
+    mounts the run folder at the same path (runner=ray)."""
+    folder = cfg.round_path(round_).resolve() / "trajectories"
     return [
-        ShardJob(problems_path=path, out_path=str(folder / f"shard-{i:05d}.parquet"),
+        ShardJob(problems_path=str(Path(path).resolve()), out_path=str(folder / f"shard-{i:05d}.parquet"),
                  key=generation_key(sha, model, cfg.engine, cfg.generate, round_, i), model=model,
                  model_path=model_path, engine=cfg.engine, generate=cfg.generate, round=round_, shard=i)
         for i, (path, sha) in enumerate(zip(prepared.pool_shards, prepared.pool_sha256))
@@ -56,9 +59,13 @@ def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model
 @task(name="generate-shard", task_run_name="generate-r{job.round}-shard-{job.shard}", cache_key_fn=by_key,
       persist_result=True, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def generate_shard_task(job: ShardJob) -> ShardManifest:
-    """First trial, reflections and second trials for one shard; writes the shard and returns its manifest."""
-    return generate_shard(job.problems_path, job.out_path, job.key, job.model, job.model_path, job.engine,
-                          job.generate, job.round, job.shard)
+    """First trial, reflections and second trials for one shard; writes the shard and returns its manifest.
+
+    Runs, verification included, wherever the task runner put it; the manifest says where (`worker`).
+    """
+    manifest = generate_shard(job.problems_path, job.out_path, job.key, job.model, job.model_path, job.engine,
+                              job.generate, job.round, job.shard)
+    return manifest.model_copy(update={"worker": current_worker()})
 
 
 def submit_shards(jobs: list[ShardJob], result_storage: str) -> list[PrefectFuture]:

@@ -46,6 +46,10 @@ class EngineConfig(BaseModel):
     threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
     gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
+    # Where a shard runs, never what it generates: left out of shard content keys.
+    num_gpus: float | None = Field(default=None, ge=0, description=(
+        "runner=ray: GPUs each generation shard asks Ray for; None: 1 when the cluster has GPUs, else 0."))
+    num_cpus: float = Field(default=1, ge=0, description="runner=ray: CPUs each generation shard asks Ray for.")
 
 
 class Completion(BaseModel):
