@@ -14,7 +14,6 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -45,8 +44,6 @@ class RoundConfig(BaseModel):
     eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0, description="Share of problems held out.")
     split_seed: int = Field(default=0, description="Seed of the question-level pool/eval split.")
     shard_size: int = Field(default=16, ge=1, description="Pool problems per generation shard.")
-    runner: Literal["local", "ray"] = Field(default="local", description="Where generation shards run: 'local' "
-                                            "(this process, one at a time) or 'ray' (Ray tasks; RAY_ADDRESS).")
     runner: Literal["local", "ray"] = Field(default="local", description="Where generation shards run: 'local' "
                                             "(this process, one at a time) or 'ray' (Ray tasks; RAY_ADDRESS).")
     engine: EngineConfig = Field(default_factory=EngineConfig)
