@@ -105,7 +105,8 @@ def evolve_run_name() -> str:
 def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None, tasks: list[str] | None = None,
            limit: int | None = None, run_dir: str | None = None, name: str | None = None,
            config: str | None = None, round: int | None = None, max_rounds: int | None = None,
-           patience: int | None = None, result_storage: str | None = None) -> dict[int, dict]:
+           patience: int | None = None, result_storage: str | None = None,
+           runner: str | None = None) -> dict[int, dict]:
     """Run `rounds` evolution rounds of the lineage in <run_dir>/<name>, each from the adapter the one before trained.
 
     `round` is the first round to run (a rerun resumes it: finished shards are reused); by default the round
@@ -114,10 +115,12 @@ def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None,
     Started from a deployment, this run does one round and schedules the next on the same deployment;
     otherwise all rounds run here, one after the other. `result_storage` is where shard results are cached
     for resuming: a directory or a storage block slug (default <run_dir>/<name>/prefect-results).
+    `runner` is where generation shards run: "local" (this process) or "ray" (RAY_ADDRESS, else a local Ray).
     """
     log = get_run_logger()
     check_rounds(rounds, round)
-    cfg = lineage_config(config, evolve_overrides(model, engine, tasks, limit, run_dir, name), round)
+    cfg = lineage_config(config, evolve_overrides(model, engine, tasks, limit, run_dir, name, runner),
+                         round)
     policy = StopPolicy(max_rounds=max_rounds, patience=patience)
     with lineage_lock(cfg):  # one run per lineage; a crash's unrecorded round is recorded first
         reconcile(cfg)
@@ -141,7 +144,8 @@ def evolve(rounds: int = 1, model: str | None = None, engine: str | None = None,
             r = max(summary)
             parameters = {"rounds": rounds - 1, "model": model, "engine": engine, "tasks": tasks, "limit": limit,
                           "run_dir": run_dir, "name": name, "config": config, "round": r + 1,
-                          "max_rounds": max_rounds, "patience": patience, "result_storage": result_storage}
+                          "max_rounds": max_rounds, "patience": patience, "result_storage": result_storage,
+                          "runner": runner}
             # Unset parameters stay unset, so the deployment's defaults apply to the next run as they did to this one.
             parameters = {k: v for k, v in parameters.items() if v is not None}
             run_id = schedule_next_round(cfg, deployment, r + 1, parameters)

@@ -127,6 +127,8 @@ def evolve(
     config: Annotated[Optional[Path], typer.Option(help="JSON or YAML file of RoundConfig fields.")] = None,
     round: Annotated[Optional[int], typer.Option("--round", min=1, help="First round to run (default: the one "
                                                  "after the run's latest); an earlier one is rerun.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="local | ray: where generation shards run; ray joins the "
+                                                  "cluster in RAY_ADDRESS, else starts a local Ray.")] = None,
 ) -> None:
     """Run evolution rounds under Prefect and print each round's counts and Acc@t1/Acc@t2."""
     from reflectevo.lineage import evolve_overrides, lineage_config, lineage_lock
@@ -135,13 +137,14 @@ def evolve(
     config_path = str(config) if config else None
     task_list = _split(tasks)
     # Everything is checked here, before Prefect starts or a model loads, and before anything is written.
-    cfg = lineage_config(config_path, evolve_overrides(model, engine, task_list, limit, run_dir, name), round)
+    cfg = lineage_config(config_path, evolve_overrides(model, engine, task_list, limit, run_dir, name, runner),
+                         round)
     report_repairs(cfg)
     with lineage_lock(cfg):
         from flows.evolve import evolve as evolve_flow
 
         summary = evolve_flow(rounds=rounds, model=model, engine=engine, tasks=task_list, limit=limit,
-                              run_dir=run_dir, name=name, config=config_path, round=round)
+                              run_dir=run_dir, name=name, config=config_path, round=round, runner=runner)
     for r in summary:
         print_round(read_manifest(cfg, int(r)))
 

@@ -79,9 +79,10 @@ def write_lineage(cfg: RoundConfig, lineage: Lineage) -> None:
 
 
 def evolve_overrides(model: str | None = None, engine: str | None = None, tasks: list[str] | None = None,
-                     limit: int | None = None, run_dir: str | None = None, name: str | None = None) -> dict:
+                     limit: int | None = None, run_dir: str | None = None, name: str | None = None,
+                     runner: str | None = None) -> dict:
     """The config fields the `evolve` flags and flow parameters set (None: not set); checked like file fields."""
-    return {"model": model, "tasks": tasks, "limit": limit, "run_dir": run_dir, "name": name,
+    return {"model": model, "tasks": tasks, "limit": limit, "run_dir": run_dir, "name": name, "runner": runner,
             "engine": {"name": engine} if engine else None}
 
 
