@@ -471,6 +471,7 @@ def is_even(n):
     "always_equal_in_a_list": (ALWAYS_EQUAL, "assert [add(2, 3)] == [5]"),
     "always_equal_as_isclose": (ALWAYS_EQUAL, "import math\nassert math.isclose(add(2, 3), 5)"),
     "always_equal_sorted_with_a_key": (ALWAYS_EQUAL, "assert sorted([add(2, 3)], key=lambda x: x) == [5]"),
+    "always_equal_in_a_humaneval_check": (ALWAYS_EQUAL, "def check(candidate):\n    assert candidate(2, 3) == 5\ncheck(add)"),
     "always_equal_truthy": (ALWAYS_EQUAL, "assert add(2, 3)"),
     "always_equal_in_a_string": (ALWAYS_EQUAL, "assert str(add(2, 3)) == '5'"),
     "always_equal_swallowed_by_the_test": (ALWAYS_EQUAL, "try:\n    ok = add(2, 3) == 5\nexcept:\n    ok = True\nassert ok"),

@@ -62,6 +62,10 @@ SHAPES = {
                                           "s = Stack().push(1).push(2)\nassert len(s) == 2 and s[1] == 2 and list(s) == [1, 2]"),
     "an_expected_exception": ("def root(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x ** 0.5",
                               "try:\n    root(-1)\n    raised = False\nexcept ValueError:\n    raised = True\nassert raised"),
+    "humaneval_check_function": ("def add(a, b):\n    return a + b",
+                                 "def check(candidate):\n    assert candidate(2, 3) == 5\n"
+                                 "    assert abs(candidate(0.1, 0.2) - 0.3) < 1e-9\ncheck(add)"),
+    "one_of_several_answers": (PAIRS, "assert pairs(1) in ([(0, 'a')], [(0, 'b')])"),
     "subclasses_of_builtin_data": ("import collections\ndef count(xs):\n    return collections.Counter(xs)",
                                    "assert count('aab') == {'a': 2, 'b': 1}"),
 }
