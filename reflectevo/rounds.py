@@ -87,18 +87,16 @@ def drop_superseded_results(manifest: RoundManifest) -> list[str]:
 
 def tidy_run(cfg: RoundConfig) -> list[str]:
     """Remove what killed runs left in the run's round folders: temp folders (`.adapter-*`, made by mkdtemp
-    beside their target) and temp files (`.<name>.*.tmp`). Only call it holding the lineage lock: then no live
+    beside their target; `.<name>.*.tmp` staging folders) and temp files (`.<name>.*.tmp`). Only call it holding the lineage lock: then no live
     run of this lineage is writing them."""
     removed = []
     for round_dir in cfg.run_path().glob("round-*"):
-        for p in round_dir.glob(".*-*"):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(str(p))
-        for p in round_dir.rglob(".*.tmp"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
-                removed.append(str(p))
+        stale = [p for p in round_dir.glob(".*-*") if p.is_dir()] + sorted(round_dir.rglob(".*.tmp"))
+        for p in stale:
+            if not p.exists():  # inside a folder removed before it
+                continue
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(str(p))
     return removed
 
 

@@ -216,12 +216,14 @@ def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path):
     cfg = RoundConfig(model="tiny", run_dir=str(tmp_path / "runs"), name="t")
     round_dir = cfg.round_path(1)
     for f in [".adapter-x1y2/adapter_model.safetensors", "trajectories/.shard-00000.parquet.abc.tmp",
+              "datasets/.dplus.k2j3.tmp/train-00000-of-00001.parquet",
               "adapter/.sha256.json", "adapter/adapter_config.json", "trajectories/shard-00000.parquet",
               "eval/results_2026-01-01T00-00-00.json", "eval/samples_all_2026-01-01T00-00-00.jsonl",
               "eval/results_2026-01-02T00-00-00.json", "eval/samples_all_2026-01-02T00-00-00.jsonl"]:
         (round_dir / f).parent.mkdir(parents=True, exist_ok=True)
         (round_dir / f).write_text("x")
-    assert sorted(Path(p).name for p in tidy_run(cfg)) == [".adapter-x1y2", ".shard-00000.parquet.abc.tmp"]
+    assert sorted(Path(p).name for p in tidy_run(cfg)) == [".adapter-x1y2", ".dplus.k2j3.tmp",
+                                                           ".shard-00000.parquet.abc.tmp"]
     manifest = RoundManifest(round=1, run_dir=str(round_dir), model=ModelRef(base="tiny", base_sha256="0"), config={},
                              metrics_path=str(round_dir / "eval" / "results_2026-01-02T00-00-00.json"))
     assert sorted(Path(p).name for p in drop_superseded_results(manifest)) == [
