@@ -29,7 +29,7 @@ from reflectevo.problems import BUILTIN_TASKS, ProblemSource, load_problems_repo
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 # Flags of `reflectevo evolve` by the config field they set, so an error about a flag's value names the flag.
 FLAGS = {"model": "--model", "tasks": "--tasks", "limit": "--limit", "run_dir": "--run-dir", "name": "--name",
-         "engine.name": "--engine"}
+         "engine.name": "--engine", "runner": "--runner"}
 
 
 class RoundConfig(BaseModel):
