@@ -323,6 +323,7 @@ class Judge:
         self.calls = []  # (label, value) of the program's calls in the current test, for the feedback
         self.setup_objects = {}  # id -> name of what the setup code built (passed to the program by name)
         self.refused = False
+        self.reached = 0  # operations the tests made on the program's objects
 
     def verdict(self, status, detail="", limit=""):
         with os.fdopen(self.result_fd, "w") as out:
@@ -373,6 +374,7 @@ class Judge:
             self.verdict("runtime_error", f"the candidate's process sent a malformed reply ({type(e).__name__}: {e})")
         if type(reply) is not list or len(reply) < 3 or reply[0] != tag:
             self.verdict("runtime_error", "the candidate's process sent a reply to no request (it wrote on the pipe)")
+        self.reached += 1
         if reply[1] == "error" and len(reply) == 4 and type(reply[2]) is str and type(reply[3]) is str:
             raise _program_error(reply[2], reply[3] + self._limit_note(reply[2], reply[3]))
         if reply[1] != "value" or len(reply) != 3:
@@ -428,7 +430,7 @@ class Judge:
             found = self.ask("names", secret["names"])
         except ProgramError as e:
             self.verdict("runtime_error", e.text, _limit_of(e.text))
-        namespace = {"__builtins__": builtins, "__name__": "__test__"}
+        namespace = {"__builtins__": builtins, "__name__": "__main__"}  # a test file's `if __name__ ...` runs
         for module in secret["modules"]:  # e.g. `math` in `math.isclose(...)`: always the real one
             try:
                 namespace[module] = __import__(module)
@@ -436,11 +438,13 @@ class Judge:
                 pass
         if type(found) is not dict:
             self.verdict("runtime_error", "the candidate's process sent a malformed reply")
-        for name in secret["names"]:  # only those asked for: the reply could name `all` or `__builtins__` too
-            if name in found:
-                namespace[name] = found[name]
-                if type(found[name]) is Remote:
-                    found[name]._remote_label = name
+        bound = [name for name in secret["names"] if name in found]  # not the reply's: it could add `all`
+        for name in bound:
+            namespace[name] = found[name]
+            if type(found[name]) is Remote:
+                found[name]._remote_label = name
+        plain_values_read = any(type(found[name]) is not Remote for name in bound)  # e.g. a constant of the program
+        self.reached = 0
         before = dict(namespace)
         missing = object()
         number, test = 0, "test_setup_code"
@@ -464,6 +468,8 @@ class Judge:
             self.verdict("runtime_error", f"test {number}: {test}\nthe judge ran out of memory", self._memory())
         except Exception as e:
             self.verdict("wrong", f"test {number}: {test}\nraised {type(e).__name__}: {_message(e)}{self.seen()}")
+        if not self.reached and not plain_values_read:
+            self.verdict("unverifiable", "the tests passed without reaching the program's code: any program would pass")
         self.verdict("correct", f"{len(secret['tests'])} tests passed")
 
 

@@ -84,6 +84,16 @@ def test_objects_the_setup_code_builds_reach_the_program_by_name():
     assert verify(code, ["assert height(root) == 3"], setup=setup).correct
 
 
+def test_tests_that_never_reach_the_program_are_unverifiable():
+    verdict = verify("def add(a, b):\n    return 0", ["if False:\n    assert add(2, 3) == 5"])
+    assert verdict.status == "unverifiable" and "without reaching the program's code" in verdict.reason
+
+
+def test_a_test_script_guarded_by_its_name_runs():
+    test = "def check(candidate):\n    assert candidate(2, 3) == 5\nif __name__ == '__main__':\n    check(add)"
+    assert verify("def add(a, b):\n    return a - b", [test]).status == "wrong"
+
+
 def test_a_builtin_the_program_shadows_keeps_its_meaning_in_the_test():
     code = "def max(xs):\n    return 0\ndef biggest(xs):\n    return sorted(xs)[-1]"
     assert verify(code, ["assert biggest([3, 7]) == max([3, 7])"]).correct
