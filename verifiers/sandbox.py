@@ -100,12 +100,12 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class TestNames:
+class SplitNames:
     program: list[str]  # names the tests read and leave to the program: bound to its objects in the judge
     modules: list[str]  # standard modules the tests use as `module.attr`: the judge's own, imported there
 
 
-def test_names(sources: list[str]) -> TestNames:
+def split_names(sources: list[str]) -> SplitNames:
     """Split the names that tests (and setup code) read but do not bind themselves.
 
     `assert math.isclose(volume_cone(5, 12), 314.15, rel_tol=0.001)` reads `math` and `volume_cone`: `math`
@@ -135,7 +135,7 @@ def test_names(sources: list[str]) -> TestNames:
                 bound.add(node.name)
     free = set(loads) - bound
     modules = {n for n in free if n in sys.stdlib_module_names and as_attribute_base.get(n) == loads[n]}
-    return TestNames(program=sorted(free - modules - _BUILTIN_NAMES), modules=sorted(modules))
+    return SplitNames(program=sorted(free - modules - _BUILTIN_NAMES), modules=sorted(modules))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def run_python(code: str, tests: list[str], setup_code: str = "", limits: Limits
     missing = [tool for tool in ("prlimit", "setpriv", PYTHON) if shutil.which(tool) is None]
     if missing:
         raise SandboxUnavailable(f"{', '.join(missing)} not found: install util-linux and python3 (Debian packages)")
-    names = test_names([*tests, setup_code])
+    names = split_names([*tests, setup_code])
     if not names.program:
         return RunResult("unverifiable", "the tests read none of the program's names: any program would pass", "", 0.0)
     nonce = secrets.token_hex(16)

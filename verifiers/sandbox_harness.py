@@ -8,7 +8,7 @@ candidate's process has closed (and that bwrap's init does not hold), after maki
 candidate cannot read its memory or file descriptors through /proc or ptrace.
 
 The judge runs each test itself, in a namespace of its own with the real builtins and standard modules: the
-program's names that the tests read (found by `verifiers.sandbox.test_names`) are bound there to stand-ins,
+program's names that the tests read (found by `verifiers.sandbox.split_names`) are bound there to stand-ins,
 `Remote`s. Calling one sends the call to the candidate's process, which runs the program's code and answers
 with the return value as plain data (JSON of exact built-in types, see `encode`). So `==`, `math.isclose`,
 `set(...)`, `sorted(..., key=lambda ...)`, loops, `if`-expressions and `all(<generator>)` all run in the judge,

@@ -34,19 +34,19 @@ def verify(output: str, **kwargs):
     return code_verifier.verify(problem(**kwargs), output, rich_feedback=True, limits=FAST)
 
 
-class TestNames:
+class TestSplitNames:
     def test_builtins_and_standard_modules_stay_with_the_judge(self):
-        names = sandbox.test_names(["assert math.isclose(volume_cone(5, 12), 314.15, rel_tol=0.001)",
+        names = sandbox.split_names(["assert math.isclose(volume_cone(5, 12), 314.15, rel_tol=0.001)",
                                     "assert abs(f(1)) == 1 and all(isinstance(x, int) for x in g())"])
         assert (names.program, names.modules) == (["f", "g", "volume_cone"], ["math"])
 
     def test_names_the_tests_bind_are_theirs(self):
-        names = sandbox.test_names(["res = f(1)\nassert res == 2", "for i in range(3):\n    assert h(i) == i",
+        names = sandbox.split_names(["res = f(1)\nassert res == 2", "for i in range(3):\n    assert h(i) == i",
                                     "assert sorted(k(), key=lambda t: t[0]) == []", "import math\nassert m() == math.pi"])
         assert (names.program, names.modules) == (["f", "h", "k", "m"], [])
 
     def test_a_module_name_called_directly_is_the_programs_function(self):
-        assert sandbox.test_names(["assert random(3) == 1"]).program == ["random"]
+        assert sandbox.split_names(["assert random(3) == 1"]).program == ["random"]
 
     def test_tests_that_read_no_name_of_the_program_are_unverifiable(self):
         verdict = verify("def add(a, b):\n    return 0", tests=["assert abs(-1) == 1"])
