@@ -8,13 +8,16 @@ instruction, with the text lengths the ReflectEvo paper reports (question ~130, 
 prompt holds the question and the earlier outputs), about 14 % of second trials correct (the paper's 13.93 %), and
 a few reflections for each filter (empty, unparseable second trial, states the gold answer, duplicate).
 
-Each curation runs in its own process, so its peak RSS is its own. Prints
+Each curation runs in its own process, so its peak RSS is its own; seconds are the curation's, imports excluded.
+Prints
 
-    curation_records_per_s=<reflections/s> peak_rss_mib=<MiB> reflections=<n> seconds=<s> shards=<n>
-    old_in_memory reflections=<m> ... ratio_records_per_s=<new/old> ratio_rss_per_reflection=<old/new>
+    curation_records_per_s=<reflections/s> peak_rss_mib=<MiB> reflections=<n> seconds=<s> ...
+    old_in_memory reflections=<m> records_per_s=<a> ... ratio_records_per_s=<new/old> ratio_rss_per_reflection=<old/new>
 
-where the second line runs the pre-streaming in-memory path (kept here only, as the baseline) on `--old-reflections`,
-a size it can hold, in the same run.
+where the second line runs the pre-streaming in-memory path (kept here only, as the baseline) and the streaming
+path on the same `--old-reflections` shards, a size the old path can hold, in the same run: ratio_records_per_s
+compares the two there, ratio_rss_per_reflection the old path's peak RSS per reflection with the streaming one's at
+full scale.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ def write_trajectories(folder: Path, reflections: int, shard_size: int, seed: in
         return json.loads(done.read_text())
     schema = features_for(Trajectory).arrow_schema
     texts, rng = Texts(seed), random.Random(seed)
-    n, paths = -(-reflections // REFLECTIONS_PER_TRAJECTORY), []
+    n, paths = reflections // REFLECTIONS_PER_TRAJECTORY, []
     for shard, start in enumerate(range(0, n, shard_size)):
         rows = [trajectory_row(i, shard, texts, rng) for i in range(start, min(n, start + shard_size))]
         path = folder / f"shard-{shard:05d}.parquet"
@@ -238,24 +241,27 @@ def old_in_memory(paths: list[str], out: Path) -> dict:
 
 def run_curation(paths: list[str], out: Path, old: bool) -> dict:
     if old:
-        counts = old_in_memory(paths, out)
-    else:
-        from reflectevo.curate import curate
+        return old_in_memory(paths, out)
+    from reflectevo.curate import curate
 
-        manifests = curate(paths, str(out), "bench", CurateConfig(judge="none"), None, 1, "{}")
-        counts = next(iter(manifests.values())).counts
-    return counts
+    return next(iter(curate(paths, str(out), "bench", CurateConfig(judge="none"), None, 1, "{}").values())).counts
 
 
 def measure(paths_file: Path, out: Path, old: bool) -> dict:
-    """Runs one curation in a child process; its wall time and peak RSS."""
+    """Runs one curation in a child process: its seconds (imports excluded), peak RSS and counts."""
+    command = [sys.executable, __file__, "--child", str(paths_file), str(out)] + (["--old"] if old else [])
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
+def child(paths_file: str, out: str, old: bool) -> None:
+    import pyarrow.parquet  # noqa: F401  imports are not curation time
+    import reflectevo.curate  # noqa: F401
+
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, __file__, "--child", str(paths_file), str(out)] + (["--old"] if old else []),
-                            check=True, capture_output=True, text=True)
+    counts = run_curation(json.loads(Path(paths_file).read_text()), Path(out), old)
     seconds = time.perf_counter() - start
-    counts = json.loads(result.stdout.strip().splitlines()[-1])
-    rss_mib = json.loads(result.stdout.strip().splitlines()[-2])["rss_kib"] / 1024
-    return {"seconds": seconds, "rss_mib": rss_mib, "counts": counts}
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "counts": counts}))
 
 
 def main() -> None:
@@ -268,38 +274,29 @@ def main() -> None:
     parser.add_argument("--old", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        counts = run_curation(json.loads(Path(args.child[0]).read_text()), Path(args.child[1]), args.old)
-        print(json.dumps({"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-        print(json.dumps(counts))
-        return
+        return child(*args.child, args.old)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data_dir) if args.data_dir else Path(tmp) / "data"
-        figures = {}
-        for label, n, old in (("new", args.reflections, False), ("old", args.old_reflections, False),
-                              ("old", args.old_reflections, True)):
+
+        def run(n: int, old: bool) -> dict:
             folder = data / f"r{n}-s{args.shard_size}"
-            folder.mkdir(parents=True, exist_ok=True)
-            paths_file = folder / "done.json"
             write_trajectories(folder, n, args.shard_size)
-            figures[(n, old)] = measure(paths_file, Path(tmp) / f"out-{n}-{old}", old)
-        new, small, base = (figures[(args.reflections, False)], figures[(args.old_reflections, False)],
-                            figures[(args.old_reflections, True)])
-        for f in (new, small, base):
-            assert f["counts"]["reflections"] in (args.reflections, args.old_reflections), f["counts"]
-        assert small["counts"] == base["counts"], (small["counts"], base["counts"])
-        rate = new["counts"]["reflections"] / new["seconds"]
-        print(f"curation_records_per_s={rate:.0f} peak_rss_mib={new['rss_mib']:.0f} "
-              f"reflections={new['counts']['reflections']} seconds={new['seconds']:.1f} "
-              f"dplus={new['counts']['dplus']} dpm={new['counts']['dpm']} shard_size={args.shard_size}", flush=True)
-        old_rate = base["counts"]["reflections"] / base["seconds"]
-        small_rate = small["counts"]["reflections"] / small["seconds"]
-        print(f"old_in_memory reflections={base['counts']['reflections']} records_per_s={old_rate:.0f} "
-              f"peak_rss_mib={base['rss_mib']:.0f} seconds={base['seconds']:.1f} | streaming on the same shards: "
-              f"records_per_s={small_rate:.0f} peak_rss_mib={small['rss_mib']:.0f} | "
-              f"ratio_records_per_s={small_rate / old_rate:.2f} "
-              f"ratio_rss_per_reflection={(base['rss_mib'] / base['counts']['reflections']) / (new['rss_mib'] / new['counts']['reflections']):.1f}",
-              flush=True)
+            return measure(folder / "done.json", Path(tmp) / f"out-{n}-{old}", old)
+
+        new, small, base = run(args.reflections, False), run(args.old_reflections, False), run(args.old_reflections, True)
+        assert small["counts"] == base["counts"], (small["counts"], base["counts"])  # same records, counted alike
+        rate = {name: f["counts"]["reflections"] / f["seconds"] for name, f in (("new", new), ("small", small),
+                                                                               ("base", base))}
+        per_reflection = {name: f["rss_mib"] / f["counts"]["reflections"] for name, f in (("new", new), ("base", base))}
+        print(f"curation_records_per_s={rate['new']:.0f} peak_rss_mib={new['rss_mib']:.0f} "
+              f"reflections={new['counts']['reflections']} seconds={new['seconds']:.1f} dplus={new['counts']['dplus']} "
+              f"dpm={new['counts']['dpm']} shard_size={args.shard_size}", flush=True)
+        print(f"old_in_memory reflections={base['counts']['reflections']} records_per_s={rate['base']:.0f} "
+              f"peak_rss_mib={base['rss_mib']:.0f} seconds={base['seconds']:.1f} streaming_same_shards_records_per_s="
+              f"{rate['small']:.0f} streaming_same_shards_peak_rss_mib={small['rss_mib']:.0f} "
+              f"ratio_records_per_s={rate['small'] / rate['base']:.2f} "
+              f"ratio_rss_per_reflection={per_reflection['base'] / per_reflection['new']:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,12 @@ sampling, each engine is timed three ways, after a burn-in call, by the fastest 
                alternate: ours, bare, ours, bare.
 Tokens are generated tokens up to EOS. Prints one line per engine,
   generation_ratio=<pipeline/raw> pipeline=<a> tok/s engine_call=<b> tok/s raw_engine=<c> tok/s engine=<name> device=<cpu|cuda>
-and with --engine both,
+  roofline_fraction=<f> engine_call=<b> tok/s flop_per_token=<F> peak_matmul_gflops=<P> threads=<t> ...
+where roofline_fraction = engine_call tok/s x F / P: F is 2 x the weights of every matmul a generated token goes
+through (all linear layers and the LM head; attention over the context and the prompt's prefill not counted), P the
+fp32 matmul FLOP/s of this machine measured in the same run with torch, a 2048^3 matmul at the engine's thread count
+(on a CPU also printed at 1 thread). On a GPU, P is the same matmul in the engine's dtype.
+And with --engine both,
   engine_ratio=<vllm/transformers> vllm=<a> tok/s transformers=<b> tok/s device=<cpu|cuda>
 
 The default model is the application's (SmolLM2-135M-Instruct). On `--model tiny` a whole call takes a few
@@ -21,6 +26,7 @@ hundred milliseconds, so the milliseconds that math-verify spends per answer sho
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,6 +86,51 @@ def bare_vllm(model_path: str, config, prompts, sampling, iters: int, best: dict
         runner.close()
 
 
+def peak_matmul_flops(device: str, dtype, threads: int | None = None, size: int = 2048, iters: int = 5) -> float:
+    """FLOP/s of a square matmul, the fastest of `iters` after a burn-in, at `threads` torch threads (CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+        best = float("inf")
+        for i in range(iters + 1):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            a @ b
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                best = min(best, time.perf_counter() - t)
+        return 2 * size**3 / best
+    finally:
+        torch.set_num_threads(before)
+
+
+def flop_per_token(model) -> int:
+    """2 x the weights of the linear layers and LM head: the matmul FLOP one generated token costs."""
+    import torch
+
+    return 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def roofline(engine, tok_s: float) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    dtype = next(engine.model.parameters()).dtype
+    peak = peak_matmul_flops(engine.device, dtype)
+    flop = flop_per_token(engine.model)
+    line = (f"roofline_fraction={tok_s * flop / peak:.3f} engine_call={tok_s:.0f} tok/s flop_per_token={flop / 1e9:.3f}G "
+            f"peak_matmul_gflops={peak / 1e9:.1f} threads={threads} dtype={str(dtype).removeprefix('torch.')}")
+    if engine.device == "cpu":
+        line += f" peak_matmul_gflops_1_thread={peak_matmul_flops('cpu', dtype, 1) / 1e9:.1f} cpus={os.cpu_count()}"
+    print(line, flush=True)
+
+
 def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> tuple[float, str]:
     """Prints the generation_ratio line for one engine; returns its engine tok/s and device."""
     import torch
@@ -97,6 +148,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> 
         device = engine.device
         fns["raw"] = lambda: raw_transformers(engine, prompts, sampling)
         tok_s = measure(fns, iters)
+        roofline(engine, tok_s["engine"])
     else:
         # One vLLM at a time: two would split the GPU's memory, and on a small CPU their threads and the
         # verifier processes crowd each other out. So our engine's worker ends before the bare LLM starts, and

@@ -1,4 +1,14 @@
-"""The transformers engine: batched `generate` on CPU or GPU, with an optional PEFT adapter (not merged)."""
+"""The transformers engine: batched generation on CPU or GPU, with an optional PEFT adapter (not merged).
+
+Our own decode loop over the model's forward, not `model.generate`, for two savings that `generate` cannot make
+and that dominate a round on a CPU:
+- a batch's prompts are prefilled once, and for `n` samples per prompt the KV cache is then repeated `n` times
+  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice);
+- a sequence that ends (EOS, stop string) leaves the batch at once, with its rows of the KV cache, instead of
+  being decoded, padded, until the batch's longest sequence ends.
+Greedy decoding picks the same tokens as `generate`; sampling applies temperature then top-p as `generate` does,
+from a generator seeded per batch, so the same seed and prompts give the same outputs.
+"""
 
 from __future__ import annotations
 
@@ -47,22 +57,71 @@ class TransformersEngine:
     @torch.inference_mode()
     def _generate_batch(self, prompts: list[str], sampling: SamplingConfig, offset: int) -> list[list[Completion]]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        kwargs = dict(max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n,
-                      pad_token_id=self.tokenizer.pad_token_id)
-        if sampling.temperature > 0:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed + offset)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if sampling.stop:
-            kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
-        out = self.model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :].tolist()
+        rows = self._decode(enc["input_ids"], enc["attention_mask"], sampling, offset)
         completions = []
-        for row in out:
-            end = next((j for j, t in enumerate(row) if t in self.eos_ids), len(row))
-            text, stopped = cut_at_stop(self.tokenizer.decode(row[:end], skip_special_tokens=True), sampling.stop)
-            tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else end
+        for row in rows:
+            text, stopped = cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), sampling.stop)
+            tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(row)
             completions.append(Completion(text=text, tokens=tokens))
         n = sampling.n
         return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _decode(self, input_ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingConfig,
+                offset: int) -> list[list[int]]:
+        """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt."""
+        from transformers import DynamicCache
+
+        generator = None
+        if sampling.temperature > 0:
+            generator = torch.Generator(self.device)
+            if sampling.seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(sampling.seed + offset)
+        cache = DynamicCache(config=self.model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        if sampling.n > 1:
+            cache.batch_repeat_interleave(sampling.n)
+            logits, mask = logits.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
+        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+        out: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        active = list(range(logits.shape[0]))  # the output row of each batch row still decoding
+        for step in range(sampling.max_tokens):
+            tokens = self._pick(logits, sampling, generator)
+            ended = torch.isin(tokens, eos).tolist()
+            for i, (row, token) in enumerate(zip(active, tokens.tolist())):
+                if not ended[i]:
+                    out[row].append(token)
+                    ended[i] = bool(sampling.stop) and self._stopped(out[row], sampling.stop)
+            if step == sampling.max_tokens - 1 or all(ended):
+                break
+            if any(ended):
+                keep = [i for i, e in enumerate(ended) if not e]
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, tokens, active = mask[index], tokens[index], [active[i] for i in keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
+                                position_ids=(mask.sum(-1, keepdim=True) - 1), cache=cache,
+                                use_cache=True).logits[:, -1, :]
+        return out
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+        """Greedy, or a sample after temperature and top-p (the order and cut of transformers' warpers)."""
+        if generator is None:
+            return logits.argmax(-1)
+        scores = logits.float() / sampling.temperature
+        if sampling.top_p < 1.0:
+            ordered, order = torch.sort(scores, descending=False)
+            drop = ordered.softmax(-1).cumsum(-1) <= (1 - sampling.top_p)
+            drop[..., -1:] = False
+            scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+        return torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
+
+    def _stopped(self, row: list[int], stop: list[str]) -> bool:
+        """Whether the text so far holds a stop string (only its tail can hold a new one)."""
+        tail = self.tokenizer.decode(row[-16:], skip_special_tokens=True)
+        return any(s in tail for s in stop)

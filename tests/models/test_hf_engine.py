@@ -1,0 +1,61 @@
+"""The transformers engine's own decode loop: the tokens `model.generate` picks, one prefill for n samples, stops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.engines import EngineConfig, SamplingConfig
+from models.engines.hf import TransformersEngine
+
+PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_path):
+    return TransformersEngine(tiny_model_path, None, EngineConfig(name="transformers", batch_size=2))
+
+
+def test_greedy_picks_the_tokens_of_model_generate(engine):
+    tok = engine.tokenizer
+    rendered = [engine.render([{"role": "user", "content": p}]) for p in PROMPTS]
+    enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = engine.model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None,
+                                    top_k=None, pad_token_id=tok.pad_token_id)
+    expected = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        end = next((j for j, t in enumerate(row) if t in engine.eos_ids), len(row))
+        expected.append((tok.decode(row[:end], skip_special_tokens=True), end))
+    got = engine.generate(rendered, SamplingConfig(max_tokens=24))
+    assert [(c[0].text, c[0].tokens) for c in got] == expected
+
+
+def test_n_samples_share_one_prefill_and_are_seeded(engine, monkeypatch):
+    sampling = SamplingConfig(n=3, temperature=1.0, max_tokens=16, seed=5)
+    prefills = []
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            prefills.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    first = engine.generate(PROMPTS, sampling)
+    assert prefills == [2, 1]  # batch_size 2: one prefill row per prompt, not per sample
+    assert [len(c) for c in first] == [3, 3, 3] and all(x.tokens <= 16 for c in first for x in c)
+    assert engine.generate(PROMPTS, sampling) == first
+    other = engine.generate(PROMPTS, sampling.model_copy(update={"seed": 6}))
+    assert [x.text for c in other for x in c] != [x.text for c in first for x in c]
+
+
+def test_a_stop_string_ends_its_sequence(engine):
+    rendered = [engine.render([{"role": "user", "content": p}]) for p in PROMPTS]
+    prompt, free = max(zip(rendered, engine.generate(rendered, SamplingConfig(max_tokens=24))),
+                       key=lambda pc: len(pc[1][0].text))
+    free = free[0]
+    assert len(free.text) > 4
+    stop = free.text[2:4]
+    cut = engine.generate([prompt], SamplingConfig(max_tokens=24, stop=[stop]))[0][0]
+    assert cut.text == free.text[: free.text.find(stop)] and cut.tokens < free.tokens
