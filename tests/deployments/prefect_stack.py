@@ -27,6 +27,8 @@ COMMANDS = {
     "pool": "prefect work-pool create reflectevo --type process",
     "deploy": "prefect --no-prompt deploy --all",
     "worker": "prefect worker start --pool reflectevo",
+    # One flow run at a time per worker: several of these share a pool's runs out (the PostgreSQL stack).
+    "worker-one": "prefect worker start --pool reflectevo --limit 1",
     "inspect": "prefect deployment inspect evolve/nightly",
     "start": ('prefect deployment run evolve/manual --param model=tiny --param engine=transformers --param limit=12 '
               '--param config=deployments/tiny.json --param run_dir="$RUNS" --param name="$NAME"'),
