@@ -1,0 +1,29 @@
+"""Runner choice without a cluster: what decides a shard's key, and where a runner connects."""
+
+from __future__ import annotations
+
+import os
+
+from models.engines import EngineConfig
+from reflectevo.generate import GenerateConfig, generation_key
+from reflectevo.schema import ModelRef
+from tasks.runners import current_worker, generation_runner
+
+
+def test_ray_resources_do_not_change_shard_keys():
+    """A round started locally resumes on Ray (and on other resources): placement is not content."""
+    model = ModelRef(base="tiny", base_sha256="b")
+    key = lambda engine: generation_key("sha", model, engine, GenerateConfig(), 1, 0)  # noqa: E731
+    assert key(EngineConfig(num_gpus=1, num_cpus=4)) == key(EngineConfig())
+    assert key(EngineConfig(batch_size=8)) != key(EngineConfig())
+
+
+def test_ray_runner_joins_the_cluster_named_by_ray_address(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert generation_runner("ray").address == "10.0.0.1:6379"
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert generation_runner("ray").address is None  # ray.init() then starts a local Ray
+
+
+def test_outside_ray_a_worker_has_no_node_id():
+    assert current_worker()["node_id"] is None and current_worker()["pid"] == os.getpid()
