@@ -3,7 +3,8 @@
 Our own decode loop over the model's forward, not `model.generate`, for two savings that `generate` cannot make
 and that dominate a round on a CPU:
 - a batch's prompts are prefilled once, and for `n` samples per prompt the KV cache is then repeated `n` times
-  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice);
+  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice); the
+  tokens all prompts of a batch start with are prefilled once for the batch;
 - a sequence that ends (EOS, stop string) leaves the batch at once, with its rows of the KV cache, instead of
   being decoded, padded, until the batch's longest sequence ends.
 Greedy decoding picks the same tokens as `generate`; sampling applies temperature then top-p as `generate` does,
@@ -56,18 +57,43 @@ class TransformersEngine:
 
     @torch.inference_mode()
     def _generate_batch(self, prompts: list[str], sampling: SamplingConfig, offset: int) -> list[list[Completion]]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        rows = self._decode(enc["input_ids"], enc["attention_mask"], sampling, offset)
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         completions = []
-        for row in rows:
+        for row in self._decode(ids, sampling, offset):
             text, stopped = cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), sampling.stop)
             tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if stopped else len(row)
             completions.append(Completion(text=text, tokens=tokens))
         n = sampling.n
         return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _decode(self, input_ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingConfig,
-                offset: int) -> list[list[int]]:
+    def _prefill(self, ids: list[list[int]], cache) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-position logits and the attention mask after prefilling `ids` into `cache`.
+
+        The tokens every prompt starts with (the chat template's system turn, the task instruction) are computed
+        once and their cache repeated per prompt; the rest is left-padded after them, masked, with positions that
+        continue the shared part.
+        """
+        shared = 0
+        shortest = min(map(len, ids))
+        while len(ids) > 1 and shared < shortest - 1 and all(r[shared] == ids[0][shared] for r in ids):
+            shared += 1
+        if shared:
+            prefix = torch.tensor([ids[0][:shared]], device=self.device)
+            self.model(input_ids=prefix, position_ids=torch.arange(shared, device=self.device)[None], cache=cache,
+                       use_cache=True, logits_to_keep=1)
+            cache.batch_repeat_interleave(len(ids))
+        width = max(len(r) for r in ids) - shared
+        pad = self.tokenizer.pad_token_id
+        rest = torch.tensor([[pad] * (width - len(r) + shared) + r[shared:] for r in ids], device=self.device)
+        rest_mask = torch.tensor([[0] * (width - len(r) + shared) + [1] * (len(r) - shared) for r in ids],
+                                 device=self.device)
+        positions = shared + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([rest_mask.new_ones(len(ids), shared), rest_mask], dim=-1)
+        logits = self.model(input_ids=rest, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                            logits_to_keep=1).logits[:, -1, :]
+        return logits, mask
+
+    def _decode(self, ids: list[list[int]], sampling: SamplingConfig, offset: int) -> list[list[int]]:
         """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt."""
         from transformers import DynamicCache
 
@@ -79,9 +105,7 @@ class TransformersEngine:
             else:
                 generator.manual_seed(sampling.seed + offset)
         cache = DynamicCache(config=self.model.config)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        logits, mask = self._prefill(ids, cache)
         if sampling.n > 1:
             cache.batch_repeat_interleave(sampling.n)
             logits, mask = logits.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)

@@ -31,8 +31,9 @@ def test_greedy_picks_the_tokens_of_model_generate(engine):
     assert [(c[0].text, c[0].tokens) for c in got] == expected
 
 
-def test_n_samples_share_one_prefill_and_are_seeded(engine, monkeypatch):
+def test_n_samples_and_a_shared_prefix_are_prefilled_once_and_seeded(engine, monkeypatch):
     sampling = SamplingConfig(n=3, temperature=1.0, max_tokens=16, seed=5)
+    rendered = [engine.render([{"role": "user", "content": p}]) for p in PROMPTS]
     prefills = []
     forward = engine.model.forward
 
@@ -42,11 +43,13 @@ def test_n_samples_share_one_prefill_and_are_seeded(engine, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(engine.model, "forward", counting)
-    first = engine.generate(PROMPTS, sampling)
-    assert prefills == [2, 1]  # batch_size 2: one prefill row per prompt, not per sample
+    first = engine.generate(rendered, sampling)
+    # batch_size 2: the chat template both prompts start with (one row), then one row per prompt, never per
+    # sample; the last batch holds one prompt, prefilled whole
+    assert prefills == [1, 2, 1]
     assert [len(c) for c in first] == [3, 3, 3] and all(x.tokens <= 16 for c in first for x in c)
-    assert engine.generate(PROMPTS, sampling) == first
-    other = engine.generate(PROMPTS, sampling.model_copy(update={"seed": 6}))
+    assert engine.generate(rendered, sampling) == first
+    other = engine.generate(rendered, sampling.model_copy(update={"seed": 6}))
     assert [x.text for c in other for x in c] != [x.text for c in first for x in c]
 
 
