@@ -8,7 +8,8 @@ instruction, with the text lengths the ReflectEvo paper reports (question ~130, 
 prompt holds the question and the earlier outputs), about 14 % of second trials correct (the paper's 13.93 %), and
 a few reflections for each filter (empty, unparseable second trial, states the gold answer, duplicate).
 
-Each curation runs in its own process, so its peak RSS is its own; seconds are the curation's, imports excluded.
+Each curation runs in its own process, so its peak RSS is its own; seconds (wall) and cpu_s (the process's CPU
+time, which a busy machine does not inflate) are the curation's, imports excluded.
 Prints
 
     curation_records_per_s=<reflections/s> peak_rss_mib=<MiB> reflections=<n> seconds=<s> ...
@@ -257,11 +258,11 @@ def child(paths_file: str, out: str, old: bool) -> None:
     import pyarrow.parquet  # noqa: F401  imports are not curation time
     import reflectevo.curate  # noqa: F401
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     counts = run_curation(json.loads(Path(paths_file).read_text()), Path(out), old)
-    seconds = time.perf_counter() - start
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "counts": counts}))
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "rss_mib": rss_mib, "counts": counts}))
 
 
 def main() -> None:
@@ -290,10 +291,10 @@ def main() -> None:
                                                                                ("base", base))}
         per_reflection = {name: f["rss_mib"] / f["counts"]["reflections"] for name, f in (("new", new), ("base", base))}
         print(f"curation_records_per_s={rate['new']:.0f} peak_rss_mib={new['rss_mib']:.0f} "
-              f"reflections={new['counts']['reflections']} seconds={new['seconds']:.1f} dplus={new['counts']['dplus']} "
+              f"reflections={new['counts']['reflections']} seconds={new['seconds']:.1f} cpu_s={new['cpu_s']:.1f} dplus={new['counts']['dplus']} "
               f"dpm={new['counts']['dpm']} shard_size={args.shard_size}", flush=True)
         print(f"old_in_memory reflections={base['counts']['reflections']} records_per_s={rate['base']:.0f} "
-              f"peak_rss_mib={base['rss_mib']:.0f} seconds={base['seconds']:.1f} streaming_same_shards_records_per_s="
+              f"peak_rss_mib={base['rss_mib']:.0f} seconds={base['seconds']:.1f} cpu_s={base['cpu_s']:.1f} streaming_same_shards_records_per_s="
               f"{rate['small']:.0f} streaming_same_shards_peak_rss_mib={small['rss_mib']:.0f} "
               f"ratio_records_per_s={rate['small'] / rate['base']:.2f} "
               f"ratio_rss_per_reflection={per_reflection['base'] / per_reflection['new']:.1f}", flush=True)

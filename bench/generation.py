@@ -1,13 +1,16 @@
 """Generation throughput: our generation stage against the bare engine call, and vLLM against transformers.
 
-On the same first-trial prompts (built-in problems rendered with `reasoning_messages`) and the same greedy
-sampling, each engine is timed three ways, after a burn-in call, by the fastest of --iters calls:
+On the same first-trial prompts (built-in problems rendered with `reasoning_messages`) and the same sampling
+(greedy by default, as a round's trials; `--samples 2 --temperature 0.8` as its reflections), each engine is timed
+three ways, after a burn-in call, by the fastest of --iters calls:
   pipeline     `attempt_batch`: the engine call plus answer extraction and verification, as a round runs it;
   engine_call  the engine's `generate` (for vLLM: through its worker process);
-  raw_engine   the bare library call: one padded `model.generate` batch (transformers) or `LLM.generate` on an
+  raw_engine   the bare library call: one padded `model.generate` batch (transformers; what our engine called
+               before it had its own decode loop) or `LLM.generate` on an
                `LLM` built in this process (vLLM). vLLM's two sides cannot run at once, so their phases
                alternate: ours, bare, ours, bare.
-Tokens are generated tokens up to EOS. Prints one line per engine,
+Tokens are generated tokens up to EOS; with --samples above 1, pipeline is the engine call. Prints one line per
+engine,
   generation_ratio=<pipeline/raw> pipeline=<a> tok/s engine_call=<b> tok/s raw_engine=<c> tok/s engine=<name> device=<cpu|cuda>
   roofline_fraction=<f> engine_call=<b> tok/s flop_per_token=<F> peak_matmul_gflops=<P> threads=<t> ...
 where roofline_fraction = engine_call tok/s x F / P: F is 2 x the weights of every matmul a generated token goes
@@ -59,9 +62,11 @@ def raw_transformers(engine, prompts, sampling) -> int:
 
     tok = engine.tokenizer
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(engine.device)
+    decoding = (dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+                if sampling.temperature > 0 else dict(do_sample=False, temperature=None, top_p=None, top_k=None))
     with torch.inference_mode():
-        out = engine.model.generate(**enc, max_new_tokens=sampling.max_tokens, do_sample=False, temperature=None,
-                                    top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+        out = engine.model.generate(**enc, max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n,
+                                    pad_token_id=tok.pad_token_id, **decoding)
     rows = out[:, enc["input_ids"].shape[1]:].tolist()
     return sum(next((j for j, t in enumerate(r) if t in engine.eos_ids), len(r)) for r in rows)
 
@@ -76,7 +81,8 @@ def bare_vllm(model_path: str, config, prompts, sampling, iters: int, best: dict
     runner = VLLMRunner(model_path, None, config.model_dump_json())
     # The token ids our engine sends: the rendered chat template already holds the special tokens.
     same_tokens = {"add_special_tokens": False}
-    params = SamplingParams(temperature=0.0, max_tokens=sampling.max_tokens)
+    params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                            max_tokens=sampling.max_tokens)
     try:
         return measure({"raw": lambda: sum(len(c.token_ids) - (c.finish_reason == "stop")
                                            for o in runner.llm.generate(prompts, params, use_tqdm=False,
@@ -142,8 +148,9 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> 
     config = EngineConfig(name=name)
     engine = load_engine(config.model_dump_json(), model_path, None)
     prompts = [engine.render(reasoning_messages(p)) for p in problems]
-    fns = {"pipeline": lambda: sum(a.output_tokens for a in attempt_batch(engine, problems, prompts, sampling, 1)),
-           "engine": lambda: sum(c.tokens for cs in engine.generate(prompts, sampling) for c in cs)}
+    fns = {"engine": lambda: sum(c.tokens for cs in engine.generate(prompts, sampling) for c in cs)}
+    if sampling.n == 1:  # a trial: what the round's generation step runs around the engine call
+        fns["pipeline"] = lambda: sum(a.output_tokens for a in attempt_batch(engine, problems, prompts, sampling, 1))
     if name == "transformers":
         device = engine.device
         fns["raw"] = lambda: raw_transformers(engine, prompts, sampling)
@@ -164,7 +171,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> 
     release_engines()
     del fns, engine
     torch.cuda.empty_cache()  # the next engine measures the GPU memory that is free
-    pipeline, raw = tok_s["pipeline"], tok_s["raw"]
+    pipeline, raw = tok_s.get("pipeline", tok_s["engine"]), tok_s["raw"]
     print(f"generation_ratio={pipeline / raw:.3f} pipeline={pipeline:.0f} tok/s engine_call={tok_s['engine']:.0f} tok/s "
           f"raw_engine={raw:.0f} tok/s engine={name} device={device}", flush=True)
     return tok_s["engine"], device
@@ -176,6 +183,8 @@ def main() -> None:
     parser.add_argument("--engine", default="transformers", choices=["transformers", "vllm", "both"])
     parser.add_argument("--n-prompts", type=int, default=32, help="half choice, half math problems")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=1, help="completions per prompt (a round's reflections: 2)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (trials); reflections: 0.8")
     parser.add_argument("--iters", type=int, default=3,
                         help="timed rounds per phase after the burn-in; the fastest counts")
     args = parser.parse_args()
@@ -187,7 +196,7 @@ def main() -> None:
     half = args.n_prompts // 2
     problems = (load_problems(ProblemSource(task="choice"))[: args.n_prompts - half]
                 + load_problems(ProblemSource(task="math"))[:half])
-    sampling = SamplingConfig(max_tokens=args.max_tokens)
+    sampling = SamplingConfig(max_tokens=args.max_tokens, n=args.samples, temperature=args.temperature)
     model_path = resolve_model(args.model)
     names = ["transformers", "vllm"] if args.engine == "both" else [args.engine]
     results = {name: bench_engine(name, model_path, problems, sampling, args.iters) for name in names}
