@@ -114,6 +114,7 @@ def draw_instructions(seed: int, round_: int, problem_id: str, count: int) -> li
 
 
 _FINISH = re.compile(r"Finish\[")
+OPTION_LINE = re.compile(r"^\s*\(?[A-Z][.):](?:\s|$)")
 
 
 def final_answer_text(output: str) -> tuple[str | None, str]:
@@ -121,12 +122,15 @@ def final_answer_text(output: str) -> tuple[str | None, str]:
 
     Without `Finish[...]` the verifier gets the last non-empty line: small models end with "The answer is: D.
     Gus", while their first lines often restate the options ("A. ..."), which a verifier would misread as an
-    answer.
+    answer. An output that ends in a run of option lines ("A. 5\nB. 4\nC. 2\nD. 3") is a listing, not an answer:
+    the verifier gets all of it and judges it unparseable, never its last line as a choice.
     """
     answer = extract_answer(output)
     if answer is not None:
         return answer, answer
     lines = [line for line in output.splitlines() if line.strip()]
+    if lines and OPTION_LINE.match(lines[-1]) and sum(bool(OPTION_LINE.match(line)) for line in lines) > 1:
+        return None, output  # ends restating options: the last one is no answer; the verifier sees the listing
     return None, lines[-1] if lines else ""
 
 

@@ -23,6 +23,21 @@ _PHRASE = re.compile(
 # The answer starts with the letter and punctuation: "B", "b", "(B)", "B.", "B)", "B: text", "B. option text".
 _LEADING = re.compile(r"^\s*[\[(]?([A-Za-z])(?:[.):\]]|\s*$)")
 _PAREN = re.compile(r"\(([A-Z])\)")
+# An option marker that opens a line or follows a separator: "A. 5", "(B) text", "C) x", "D: y", "A. True / B. False".
+OPTION_MARK = re.compile(r"(?:^|[\n/|;])[ \t]*\(?([A-Z])[.):](?:[ \t]|$)", re.MULTILINE)
+# Two different letters given as one answer: "B or C", "A and D", "B/C", "A, C", "(A) or (B)".
+_TWO_LETTERS = re.compile(r"(?<![A-Za-z])\(?([A-Z])\)?\s*(?:,|/|&|\bor\b|\band\b)\s*\(?([A-Z])\)?(?![A-Za-z])")
+
+
+def names_several_options(output: str, valid: str) -> bool:
+    """Whether the answer lists options (two or more option markers) or names two letters as the answer.
+
+    Such an answer restates the question instead of choosing: crediting it would count whichever option the
+    extraction happened to read, and put that noise into D+.
+    """
+    marked = {m for m in OPTION_MARK.findall(output) if m in valid}
+    paired = any(a != b and a in valid and b in valid for a, b in _TWO_LETTERS.findall(output))
+    return len(marked) > 1 or paired
 
 
 def _norm(text: str) -> str:
@@ -34,6 +49,8 @@ def _norm(text: str) -> str:
 def extract_letter(output: str, choices: list[str]) -> str | None:
     """The uppercase option letter the output names, or None; letters beyond the options do not count."""
     valid = _ALL_LETTERS[: len(choices)] if choices else _ALL_LETTERS
+    if names_several_options(output, valid):
+        return None
     m = _LEADING.match(output)
     if m and m.group(1).upper() in valid:
         return m.group(1).upper()
@@ -53,6 +70,10 @@ def verify(problem: Problem, output: str) -> Verdict:
     gold = problem.answer.strip().strip("()").upper()
     letter = extract_letter(output, problem.choices)
     if letter is None:
+        valid = _ALL_LETTERS[: len(problem.choices)] if problem.choices else _ALL_LETTERS
+        if names_several_options(output, valid):
+            return Verdict(status="unparseable", reason="the answer lists several options or names two letters; "
+                                                        "choose one")
         span = f"A-{_ALL_LETTERS[len(problem.choices) - 1]}" if problem.choices else "A-Z"
         return Verdict(status="unparseable", reason=f"no option letter ({span}) or option text found in the answer")
     if letter == gold:

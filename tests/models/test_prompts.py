@@ -50,3 +50,9 @@ def test_prompt_is_rendered_by_the_model_template(tiny_model_path):
     expected = AutoTokenizer.from_pretrained(tiny_model_path).apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True)
     assert rendered == expected and "A. x\nB. y" in rendered and "Finish[" in rendered
+
+
+def test_a_restated_option_listing_is_not_reduced_to_its_last_line():
+    listing = "A. 5\nB. 4\nC. 2\nD. 3"
+    assert final_answer_text(listing) == (None, listing)
+    assert final_answer_text("Let me see.\nD. 3") == (None, "D. 3")  # one option line after reasoning: an answer

@@ -3,6 +3,7 @@
 import pytest
 
 from reflectevo.schema import Problem
+from models.prompts import final_answer_text
 from verifiers.choice import verify
 
 
@@ -45,3 +46,27 @@ class TestMalformed:
 
     def test_without_choices_any_letter_counts(self):
         assert verify(problem(answer="E", choices=()), "(E)").correct
+
+
+LISTING_PROBLEM = Problem(id="l", task="t", kind="choice", question="Which?", answer="D", choices=["5", "4", "2", "3"])
+
+
+@pytest.mark.parametrize("answer", [
+    "A. 5\nB. 4\nC. 2\nD. 3",  # the options restated, gold last
+    "D. 3\nC. 2\nB. 4\nA. 5",  # any order
+    "D. 3\nA. 5",
+    "A) 5\nD) 3",
+    "(A) 5\n(D) 3",
+    "A: 5\nD: 3",
+    "A. True / B. False / C. Neither / D. 3",  # one line, separated
+    "B or D", "D or B", "D and A", "(A) or (D)", "A, D", "B/D", "D & C",
+])
+def test_listings_and_two_letter_answers_are_never_credited(answer):
+    verdict = verify(LISTING_PROBLEM, final_answer_text(answer)[1])
+    assert verdict.status == "unparseable" and "several options" in verdict.reason
+
+
+@pytest.mark.parametrize("answer", ["D", "(d)", "D. 3", "The answer is D.", "answer: D", "3", "the answer is (D)",
+                                    "Answer is D. Because B. is wrong"])
+def test_single_explicit_answers_stay_credited(answer):
+    assert verify(LISTING_PROBLEM, final_answer_text(answer)[1]).status == "correct"
