@@ -193,7 +193,8 @@ def _pair_kind(records: list[dict]) -> str:
 def in_round(folder: Path) -> Path | None:
     """The round folder `folder` is in (one holding a config.json or manifest.json), or None."""
     for parent in [folder.resolve(), *folder.resolve().parents]:
-        if parent.name.startswith("round-") and ((parent / "manifest.json").exists() or (parent / "config.json").exists()):
+        marked = (parent / "manifest.json").exists() or (parent / "config.json").exists()
+        if parent.name.startswith("round-") and marked:
             return parent
     return None
 

@@ -87,8 +87,8 @@ def drop_superseded_results(manifest: RoundManifest) -> list[str]:
 
 def tidy_run(cfg: RoundConfig) -> list[str]:
     """Remove what killed runs left in the run's round folders: temp folders (`.adapter-*`, made by mkdtemp
-    beside their target; `.<name>.*.tmp` staging folders) and temp files (`.<name>.*.tmp`). Only call it holding the lineage lock: then no live
-    run of this lineage is writing them."""
+    beside their target; `.<name>.*.tmp` staging folders) and temp files (`.<name>.*.tmp`). Only call it holding
+    the lineage lock: then no live run of this lineage is writing them."""
     removed = []
     for round_dir in cfg.run_path().glob("round-*"):
         stale = [p for p in round_dir.glob(".*-*") if p.is_dir()] + sorted(round_dir.rglob(".*.tmp"))

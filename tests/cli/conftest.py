@@ -31,7 +31,8 @@ class FinishedRun:
             (target / f.name).write_bytes(f.read_bytes())
         manifest = RoundManifest(
             round=1, run_dir=str(round_dir), model=ModelRef(base="tiny", base_sha256="0" * 64),
-            config=self.cfg.model_dump(), datasets={"dplus": dplus.model_copy(update={"path": str(target / Path(dplus.path).name)})},
+            config=self.cfg.model_dump(),
+            datasets={"dplus": dplus.model_copy(update={"path": str(target / Path(dplus.path).name)})},
             adapter=AdapterManifest(path=None, skipped_reason="fixture"),
             metrics={"all": {"acc@t1": 0.5, "acc@t2": 0.75, "delta": 0.25, "n": 4}})
         write_manifest(self.cfg, manifest)
