@@ -5,7 +5,7 @@
         problems/pool-00000.jsonl ...  generation pool, one file per shard
         problems/eval.jsonl            held-out problems (never in the pool)
         trajectories/shard-00000.parquet (+ .done marker)
-        datasets/{dplus,dpm,dpref}/train-00000-of-00001.parquet, datasets/README.md (dataset card)
+        datasets/{dplus,dpm,dpref}/train-0000k-of-0000n.parquet, datasets/README.md (dataset card)
         adapter/                       the LoRA adapter this round trained (absent if skipped)
         eval/results_<ts>.json, eval/samples_<task>_<ts>.jsonl
         manifest.json
