@@ -64,6 +64,21 @@ def write_log(command: str, error: BaseException) -> str:
     return path
 
 
+def summary(error: BaseException, limit: int = 300) -> str:
+    """An error's message short enough for one line: a pydantic error's count and first error, else the text
+    cut at `limit` characters (the log has it all)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        text = f"{error.error_count()} validation error(s) for {error.title}; first: {where}: {first['msg']} " \
+               f"(got {first.get('input')!r})"
+    else:
+        text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def guarded(command: Callable) -> Callable:
     """A command whose errors end as one line and an exit code, never a traceback."""
 
@@ -79,7 +94,7 @@ def guarded(command: Callable) -> Callable:
             if "ephemeral Prefect API server" in str(e) or "ephemeral server" in str(e).lower():
                 cause = SERVER_HINT.format(timeout=os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"))
             else:
-                cause = f"{type(e).__name__}: {e}"
+                cause = f"{type(e).__name__}: {summary(e)}"
             fail(f"{cause} (full log: {write_log(command.__name__.removesuffix('_command'), e)})", 1)
 
     return run

@@ -43,7 +43,9 @@ class RoundEntry(BaseModel):
     adapter_sha256: str | None = None
     trained: bool = Field(description="Whether this round trained an adapter.")
     dplus_rows: int = Field(description="Rows of D+, the verified fixes the round learned from.")
-    metrics: dict[str, dict[str, float]] = Field(default_factory=dict, description="Held-out metrics per task.")
+    metrics: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Held-out metrics per task (None: undefined, e.g. a stderr of one sample; "
+                                          "a NaN is written to JSON as null).")
     config: str = Field(description="The round's config.json, relative to the run folder.")
     flow_run_id: str | None = Field(default=None, description="The Prefect flow run of the round, if any.")
     finished_at: str

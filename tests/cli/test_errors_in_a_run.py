@@ -81,3 +81,23 @@ def test_busy_machine_defaults_are_set_before_prefect_and_user_settings_win(user
                           env={**env, **user_env, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"{timeout} {analytics}"
+
+
+def test_a_long_error_is_cut_to_one_short_line_and_a_pydantic_one_names_its_first_field():
+    from pydantic import BaseModel
+
+    class M(BaseModel):
+        a: float
+        b: float
+
+    try:
+        M.model_validate({"a": None, "b": None})
+    except Exception as e:
+        pydantic_error = e
+    result = run_raising(pydantic_error)
+    (line,) = error_lines(result)
+    assert "2 validation error(s) for M; first: a: Input should be a valid number (got None)" in line
+    Path(line.split("full log: ")[1].rstrip(")")).unlink()
+    (line,) = error_lines(run_raising(RuntimeError("x" * 5000)))
+    assert len(line) < 500
+    Path(line.split("full log: ")[1].rstrip(")")).unlink()
