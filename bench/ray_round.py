@@ -6,9 +6,13 @@ the same config, alternating local and ray --repeats times (fresh run folders, s
 figure is the fastest of its repeats. Prints one line,
   ray_round round_ratio=<ray/local> local_round_s=<a> ray_round_s=<b> local_generate_s=<c> ray_generate_s=<d>
       shards=<n> slots=<cpus> per_shard_ratio=<r> local_per_shard_s=<e> ray_per_shard_slot_s=<f>
-where *_generate_s is the generate flow's wall time, and what Ray adds per shard is per_shard_ratio: the
-generate wall time times the slots Ray had, per shard (slot-seconds a shard occupied, with worker start, engine
-load in each worker, task shipping and the workers' API calls), over the local seconds per shard.
+          task_ratio=<ray/local> local_task_s=<g> ray_task_s=<h> local_first_task_wait_s=<i> ray_first_task_wait_s=<j>
+where *_generate_s is the generate flow's wall time. What Ray adds per shard, two ways: per_shard_ratio, the
+generate wall time times the slots Ray had, per shard (slot-seconds a shard occupied, with the job's worker
+start, an engine load in each worker, task shipping and the workers' API calls), over the local seconds per
+shard; and task_ratio, a shard task's mean run time on a Ray worker over the same locally (both include their
+engine loads). *_first_task_wait_s is the wait from the generate flow's start to its first shard task's start:
+on Ray, mostly starting the job's worker processes (torch, transformers and Prefect imports).
 
     python bench/ray_round.py --limit 12 --shard-size 4
 """
@@ -33,15 +37,20 @@ for name, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_
     os.environ.setdefault(name, value)
 
 
-def generate_seconds(run_dir: Path) -> float:
-    """Wall time of the generate flow run whose round config names `run_dir`."""
+def generate_timings(run_dir: Path) -> dict[str, float]:
+    """Of the generate flow run whose round config names `run_dir`: its wall time, the wait from its start to its
+    first shard task's start (on Ray: starting the job's workers), and its shard tasks' mean run time."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["generate-r1"])))
-    (run,) = [r for r in runs if r.parameters["cfg"]["run_dir"] == str(run_dir)]
-    return (run.end_time - run.start_time).total_seconds()
+        (run,) = [r for r in runs if r.parameters["cfg"]["run_dir"] == str(run_dir)]
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    tasks = [t for t in tasks if t.name.startswith("generate-r1-shard-")]
+    return {"generate": (run.end_time - run.start_time).total_seconds(),
+            "first_task_wait": min((t.start_time - run.start_time).total_seconds() for t in tasks),
+            "task": sum((t.end_time - t.start_time).total_seconds() for t in tasks) / len(tasks)}
 
 
 def main() -> None:
@@ -86,7 +95,8 @@ def main() -> None:
                         start = time.perf_counter()
                         evolve(rounds=1, run_dir=str(run_dir), name="bench", config=str(path), runner=runner)
                     times.setdefault(runner, []).append(time.perf_counter() - start)
-                    times.setdefault(f"{runner}_generate", []).append(generate_seconds(run_dir))
+                    for k, v in generate_timings(run_dir).items():
+                        times.setdefault(f"{runner}_{k}", []).append(v)
                     manifest = RoundManifest.model_validate_json(
                         (run_dir / "bench/round-1/manifest.json").read_text())
                     shards[runner] = len(manifest.trajectories)
@@ -100,8 +110,10 @@ def main() -> None:
           f"ray_round_s={seconds['ray']:.1f} local_generate_s={seconds['local_generate']:.1f} "
           f"ray_generate_s={seconds['ray_generate']:.1f} shards={n} slots={slots} "
           f"per_shard_ratio={ray_per_slot / local_per_shard:.2f} local_per_shard_s={local_per_shard:.2f} "
-          f"ray_per_shard_slot_s={ray_per_slot:.2f}")
-
+          f"ray_per_shard_slot_s={ray_per_slot:.2f} task_ratio={seconds['ray_task'] / seconds['local_task']:.2f} "
+          f"local_task_s={seconds['local_task']:.2f} ray_task_s={seconds['ray_task']:.2f} "
+          f"local_first_task_wait_s={seconds['local_first_task_wait']:.2f} "
+          f"ray_first_task_wait_s={seconds['ray_first_task_wait']:.2f}")
 
 if __name__ == "__main__":
     main()
