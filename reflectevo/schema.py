@@ -201,7 +201,9 @@ class RoundManifest(Record):
     datasets: dict[str, DatasetManifest] = Field(default_factory=dict)
     adapter: AdapterManifest | None = None
     metrics_path: str | None = None
-    metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Held-out metrics per task; None where undefined (a NaN stderr of one "
+                                          "sample is written to JSON as null and read back as None).")
 
 
 # ---------------------------------------------------------------------------------------------------------------
