@@ -74,7 +74,8 @@ class TestSameAsInMemory:
             if "Reflect on the attempt" in prompt:
                 return ["Consider option C instead.", "Option C fits better.", "Check each step again."][sample]
             if "Your reflection on that attempt" in prompt:
-                return "Again: Finish[C]" if "option c" in prompt.lower() else "Again: Finish[A]"
+                reflection = prompt.partition("Your reflection on that attempt:")[2]  # not the worked examples
+                return "Again: Finish[C]" if "option c" in reflection.lower() else "Again: Finish[A]"
             return "Finish[A]"
 
         problems = [Problem(id=f"q{i}", task="choice", kind="choice", question=f"Q{i}?", answer="C",

@@ -81,11 +81,16 @@ class Inconsistent(AlwaysFirst):
         return [JudgeResult(winner=None, prompts=["p0", "p1"], verdicts=["Finish[A]", "Finish[A]"]) for _ in items]
 
 
+def reflection_in(prompt: str) -> str:
+    """The reflection a second-trial prompt carries, lower-cased (the prompt's worked examples may name options)."""
+    return prompt.partition("Your reflection on that attempt:")[2].lower()
+
+
 def fixing_reply(prompt: str, sample: int) -> str:
     if "Reflect on the attempt" in prompt:
         return ["Consider option C instead.", "Option C fits better.", "Check each step again."][sample]
     if "Your reflection on that attempt" in prompt:
-        return "Again: Finish[C]" if "option c" in prompt.lower() else "Again: Finish[A]"
+        return "Again: Finish[C]" if "option c" in reflection_in(prompt) else "Again: Finish[A]"
     return "Finish[A]"
 
 
