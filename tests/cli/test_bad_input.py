@@ -69,7 +69,6 @@ CASES = [
     ("evolve-limit-0", lambda r, t: evolve(r, "--limit", "0"), ["'--limit'"]),
     ("evolve-engine-bogus", lambda r, t: evolve(r, "--engine", "warp9"), ["--engine", "'auto', 'transformers' or 'vllm'"]),
     ("evolve-runner-bogus", lambda r, t: evolve(r, "--runner", "slurm"), ["--runner", "'local' or 'ray'"]),
-    ("evolve-runner-bogus", lambda r, t: evolve(r, "--runner", "warp"), ["--runner", "'local' or 'ray'"]),
     ("evolve-rounds-0", lambda r, t: evolve(r, "--rounds", "0"), ["'--rounds'"]),
     ("evolve-rounds-negative", lambda r, t: evolve(r, "--rounds", "-1"), ["'--rounds'"]),
     ("evolve-round-0", lambda r, t: evolve(r, "--round", "0"), ["'--round'"]),
