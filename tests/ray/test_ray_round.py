@@ -24,12 +24,12 @@ CONFIG = {
 }
 
 
-def run_round(run_dir, name: str, runner: str) -> RoundManifest:
+def run_round(run_dir, name: str, runner: str, **more) -> RoundManifest:
     from flows.evolve import evolve
 
     config = run_dir / f"{name}.json"
     config.write_text(json.dumps(CONFIG))
-    evolve(rounds=1, run_dir=str(run_dir), name=name, config=str(config), runner=runner)
+    evolve(rounds=1, run_dir=str(run_dir), name=name, config=str(config), runner=runner, **more)
     return RoundManifest.model_validate_json((run_dir / name / "round-1" / "manifest.json").read_text())
 
 
@@ -40,6 +40,18 @@ def rounds(prefect_harness, ray_cluster, tmp_path_factory):
     with mock.patch.dict(os.environ, {"RAY_ADDRESS": ray_cluster.address}):
         on_ray = run_round(run_dir, "ray", "ray")
     return run_dir, local, on_ray
+
+
+@pytest.fixture(scope="module")
+def rerun(rounds, ray_cluster):
+    """Round 1 of the Ray lineage run again on Ray: (shard files' mtimes and markers before, after, manifest)."""
+    run_dir, _, _ = rounds
+    folder = run_dir / "ray" / "round-1" / "trajectories"
+    state = lambda: {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}  # noqa: E731
+    before = state()
+    with mock.patch.dict(os.environ, {"RAY_ADDRESS": ray_cluster.address}):
+        again = run_round(run_dir, "ray", "ray", round=1)
+    return before, state(), again
 
 
 def rows(path: str) -> list[dict]:
@@ -76,3 +88,11 @@ def test_ray_round_writes_the_same_data_as_a_local_round(rounds):
     assert local.datasets.keys() == on_ray.datasets.keys()
     for name in local.datasets:
         assert rows(on_ray.datasets[name].path) == rows(local.datasets[name].path), name
+
+
+def test_a_rerun_on_ray_reuses_every_finished_shard(rounds, rerun):
+    _, _, on_ray = rounds
+    before, after, again = rerun
+    assert len(before) == 2 * len(on_ray.trajectories)  # each shard and its marker, nothing else
+    assert after == before
+    assert [(s.key, s.sha256) for s in again.trajectories] == [(s.key, s.sha256) for s in on_ray.trajectories]
