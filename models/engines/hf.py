@@ -3,8 +3,8 @@
 Our own decode loop over the model's forward, not `model.generate`, for two savings that `generate` cannot make
 and that dominate a round on a CPU:
 - a batch's prompts are prefilled once, and for `n` samples per prompt the KV cache is then repeated `n` times
-  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice); the
-  tokens all prompts of a batch start with are prefilled once for the batch;
+  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice); and the
+  leading tokens prompts share (chat template, instruction, worked examples) are prefilled once per group;
 - a sequence that ends (EOS, stop string) leaves the batch at once, with its rows of the KV cache, instead of
   being decoded, padded, until the batch's longest sequence ends.
 Greedy decoding picks the same tokens as `generate`; sampling applies temperature then top-p as `generate` does,
@@ -16,9 +16,13 @@ from __future__ import annotations
 import torch
 from rich.console import Console
 from rich.progress import track
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from models.engines import Completion, EngineConfig, SamplingConfig, cut_at_stop
+
+# Leading tokens prompts must share to be prefilled once for all of them: below this, the extra forward call of the
+# shared part costs more than it saves.
+MIN_SHARED = 16
 
 
 class TransformersEngine:
@@ -66,37 +70,69 @@ class TransformersEngine:
         n = sampling.n
         return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _prefill(self, ids: list[list[int]], cache) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-position logits and the attention mask after prefilling `ids` into `cache`.
+    def _prefill(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
+        """Last-position logits, attention mask and KV cache after prefilling `ids`.
 
-        The tokens every prompt starts with (the chat template's system turn, the task instruction) are computed
-        once and their cache repeated per prompt; the rest is left-padded after them, masked, with positions that
-        continue the shared part.
+        Prompts that start alike (the chat template's system turn, a task's instruction and worked examples) are
+        grouped; each group's shared tokens are computed once, on one row, and its cache copied to the group's rows
+        (left-padded, masked, to the longest shared part). The rest of every prompt is then prefilled in one batch,
+        left-padded, with positions that continue its own shared part.
         """
-        shared = 0
-        shortest = min(map(len, ids))
-        while len(ids) > 1 and shared < shortest - 1 and all(r[shared] == ids[0][shared] for r in ids):
-            shared += 1
-        if shared:
-            prefix = torch.tensor([ids[0][:shared]], device=self.device)
-            self.model(input_ids=prefix, position_ids=torch.arange(shared, device=self.device)[None], cache=cache,
+        shared = [0] * len(ids)
+        prefixes: dict[int, DynamicCache] = {}
+        for rows, length in self._prefix_groups(ids):
+            prefixes[rows[0]] = DynamicCache(config=self.model.config)
+            self.model(input_ids=torch.tensor([ids[rows[0]][:length]], device=self.device),
+                       position_ids=torch.arange(length, device=self.device)[None], cache=prefixes[rows[0]],
                        use_cache=True, logits_to_keep=1)
-            cache.batch_repeat_interleave(len(ids))
-        width = max(len(r) for r in ids) - shared
+            for r in rows:
+                shared[r] = length
+                prefixes[r] = prefixes[rows[0]]
+        longest = max(shared)
+        cache = DynamicCache(config=self.model.config)
+        if longest:
+            layers = []
+            some = next(iter(prefixes.values())).layers
+            for i, layer in enumerate(some):
+                empty = layer.keys[:, :, :0]
+                keys = [torch.nn.functional.pad(prefixes[r].layers[i].keys if shared[r] else empty,
+                                                (0, 0, longest - shared[r], 0)) for r in range(len(ids))]
+                values = [torch.nn.functional.pad(prefixes[r].layers[i].values if shared[r] else empty,
+                                                  (0, 0, longest - shared[r], 0)) for r in range(len(ids))]
+                layers.append((torch.cat(keys), torch.cat(values)))
+            cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
+        width = max(len(r) - k for r, k in zip(ids, shared))
         pad = self.tokenizer.pad_token_id
-        rest = torch.tensor([[pad] * (width - len(r) + shared) + r[shared:] for r in ids], device=self.device)
-        rest_mask = torch.tensor([[0] * (width - len(r) + shared) + [1] * (len(r) - shared) for r in ids],
+        rest = torch.tensor([[pad] * (width - len(r) + k) + r[k:] for r, k in zip(ids, shared)], device=self.device)
+        rest_mask = torch.tensor([[0] * (width - len(r) + k) + [1] * (len(r) - k) for r, k in zip(ids, shared)],
                                  device=self.device)
-        positions = shared + (rest_mask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([rest_mask.new_ones(len(ids), shared), rest_mask], dim=-1)
+        shared_mask = torch.tensor([[0] * (longest - k) + [1] * k for k in shared], device=self.device,
+                                   dtype=rest_mask.dtype).reshape(len(ids), longest)
+        positions = torch.tensor(shared, device=self.device)[:, None] + (rest_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([shared_mask, rest_mask], dim=-1)
         logits = self.model(input_ids=rest, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                             logits_to_keep=1).logits[:, -1, :]
-        return logits, mask
+        return logits, mask, cache
+
+    @staticmethod
+    def _prefix_groups(ids: list[list[int]]) -> list[tuple[list[int], int]]:
+        """(rows, shared length) of each group of two or more prompts sharing at least MIN_SHARED leading tokens;
+        each keeps at least its last token to prefill with the batch."""
+        groups: list[tuple[list[int], int]] = []
+        for r in sorted(range(len(ids)), key=lambda r: ids[r]):  # alike prompts sort next to each other
+            if groups:
+                rows, length = groups[-1]
+                head, row = ids[rows[0]], ids[r]
+                common = next((j for j in range(min(length, len(row))) if head[j] != row[j]), min(length, len(row)))
+                if common >= MIN_SHARED:
+                    groups[-1] = (rows + [r], common)
+                    continue
+            groups.append(([r], len(ids[r])))
+        return [(rows, min(length, *(len(ids[r]) - 1 for r in rows)))
+                for rows, length in groups if len(rows) > 1 and min(len(ids[r]) for r in rows) > MIN_SHARED]
 
     def _decode(self, ids: list[list[int]], sampling: SamplingConfig, offset: int) -> list[list[int]]:
         """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt."""
-        from transformers import DynamicCache
-
         generator = None
         if sampling.temperature > 0:
             generator = torch.Generator(self.device)
@@ -104,8 +140,7 @@ class TransformersEngine:
                 generator.seed()
             else:
                 generator.manual_seed(sampling.seed + offset)
-        cache = DynamicCache(config=self.model.config)
-        logits, mask = self._prefill(ids, cache)
+        logits, mask, cache = self._prefill(ids)
         if sampling.n > 1:
             cache.batch_repeat_interleave(sampling.n)
             logits, mask = logits.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)

@@ -9,6 +9,8 @@ from models.engines import EngineConfig, SamplingConfig
 from models.engines.hf import TransformersEngine
 
 PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
+# A long shared opening, as a task's instruction and worked examples give a round's prompts
+LEAD = "Solve the following problem. Think step by step, check every step, then answer at the end. " * 2
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +18,12 @@ def engine(tiny_model_path):
     return TransformersEngine(tiny_model_path, None, EngineConfig(name="transformers", batch_size=2))
 
 
-def test_greedy_picks_the_tokens_of_model_generate(engine):
+@pytest.mark.parametrize("prompts", [PROMPTS, [LEAD + PROMPTS[0], PROMPTS[1], LEAD + PROMPTS[2]]],
+                         ids=["nothing-shared", "two-share-a-lead"])
+def test_greedy_picks_the_tokens_of_model_generate(tiny_model_path, prompts):
+    engine = TransformersEngine(tiny_model_path, None, EngineConfig(name="transformers", batch_size=4))
     tok = engine.tokenizer
-    rendered = [engine.render([{"role": "user", "content": p}]) for p in PROMPTS]
+    rendered = [engine.render([{"role": "user", "content": p}]) for p in prompts]
     enc = tok(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
         out = engine.model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None,
@@ -33,7 +38,7 @@ def test_greedy_picks_the_tokens_of_model_generate(engine):
 
 def test_n_samples_and_a_shared_prefix_are_prefilled_once_and_seeded(engine, monkeypatch):
     sampling = SamplingConfig(n=3, temperature=1.0, max_tokens=16, seed=5)
-    rendered = [engine.render([{"role": "user", "content": p}]) for p in PROMPTS]
+    rendered = [engine.render([{"role": "user", "content": LEAD + p}]) for p in PROMPTS]
     prefills = []
     forward = engine.model.forward
 
@@ -44,8 +49,8 @@ def test_n_samples_and_a_shared_prefix_are_prefilled_once_and_seeded(engine, mon
 
     monkeypatch.setattr(engine.model, "forward", counting)
     first = engine.generate(rendered, sampling)
-    # batch_size 2: the chat template both prompts start with (one row), then one row per prompt, never per
-    # sample; the last batch holds one prompt, prefilled whole
+    # batch_size 2: the opening both prompts share (one row), then the rest of each prompt (one row each, never
+    # one per sample); the last batch holds one prompt, prefilled whole
     assert prefills == [1, 2, 1]
     assert [len(c) for c in first] == [3, 3, 3] and all(x.tokens <= 16 for c in first for x in c)
     assert engine.generate(rendered, sampling) == first
