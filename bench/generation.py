@@ -137,7 +137,7 @@ def roofline(engine, tok_s: float) -> None:
     print(line, flush=True)
 
 
-def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> tuple[float, str]:
+def bench_engine(name: str, model_path: str, problems, sampling, iters: int, fewshot: int = 0) -> tuple[float, str]:
     """Prints the generation_ratio line for one engine; returns its engine tok/s and device."""
     import torch
 
@@ -147,7 +147,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int) -> 
 
     config = EngineConfig(name=name)
     engine = load_engine(config.model_dump_json(), model_path, None)
-    prompts = [engine.render(reasoning_messages(p)) for p in problems]
+    prompts = [engine.render(reasoning_messages(p, fewshot) if fewshot else reasoning_messages(p)) for p in problems]
     fns = {"engine": lambda: sum(c.tokens for cs in engine.generate(prompts, sampling) for c in cs)}
     if sampling.n == 1:  # a trial: what the round's generation step runs around the engine call
         fns["pipeline"] = lambda: sum(a.output_tokens for a in attempt_batch(engine, problems, prompts, sampling, 1))
@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--engine", default="transformers", choices=["transformers", "vllm", "both"])
     parser.add_argument("--n-prompts", type=int, default=32, help="half choice, half math problems")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--fewshot", type=int, default=0, help="worked examples in each prompt, as a round's trials")
     parser.add_argument("--samples", type=int, default=1, help="completions per prompt (a round's reflections: 2)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (trials); reflections: 0.8")
     parser.add_argument("--iters", type=int, default=3,
@@ -199,7 +200,7 @@ def main() -> None:
     sampling = SamplingConfig(max_tokens=args.max_tokens, n=args.samples, temperature=args.temperature)
     model_path = resolve_model(args.model)
     names = ["transformers", "vllm"] if args.engine == "both" else [args.engine]
-    results = {name: bench_engine(name, model_path, problems, sampling, args.iters) for name in names}
+    results = {name: bench_engine(name, model_path, problems, sampling, args.iters, args.fewshot) for name in names}
     if args.engine == "both":
         (v, device), (t, _) = results["vllm"], results["transformers"]
         print(f"engine_ratio={v / t:.3f} vllm={v:.0f} tok/s transformers={t:.0f} tok/s device={device}", flush=True)
