@@ -20,8 +20,10 @@ from prefect_stack import free_port
 
 def pg_bin(name: str) -> str | None:
     """A PostgreSQL program: on PATH, else in Debian's versioned folder (not on PATH by default)."""
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
+    if path := shutil.which(name):
+        return path
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return versions[-1] if versions else None
 
 
 class Postgres:
