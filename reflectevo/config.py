@@ -259,6 +259,8 @@ def preflight(cfg: RoundConfig) -> dict[str, list[str]]:
     """Everything a round needs that can be checked without a server or a model: the model exists and every
     problem source loads whole. Returns the repairs made while loading each source (see `load_problems`)."""
     check_model(cfg.model)
+    if cfg.runner == "ray" and importlib.util.find_spec("prefect_ray") is None:
+        raise ConfigError("--runner ray needs Ray and prefect-ray; fix: pip install -e '.[ray]', or pass --runner local")
     repairs = {}
     for source in cfg.all_sources():
         _, notes = load_problems_reporting(source)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
+import pytest
+
 from models.engines import EngineConfig
+from reflectevo.config import RoundConfig, preflight
+from reflectevo.errors import ConfigError
 from reflectevo.generate import GenerateConfig, generation_key
 from reflectevo.schema import ModelRef
 from tasks.runners import current_worker, generation_runner
@@ -27,3 +32,11 @@ def test_ray_runner_joins_the_cluster_named_by_ray_address(monkeypatch):
 
 def test_outside_ray_a_worker_has_no_node_id():
     assert current_worker()["node_id"] is None and current_worker()["pid"] == os.getpid()
+
+
+def test_runner_ray_without_ray_installed_is_refused_before_anything_starts(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prefect_ray" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"--runner ray needs Ray and prefect-ray; fix: pip install -e '\.\[ray\]'"):
+        preflight(RoundConfig(model="tiny", runner="ray", limit=2))
+    preflight(RoundConfig(model="tiny", runner="local", limit=2))
