@@ -44,7 +44,8 @@ def prepare_problems_task(cfg: RoundConfig, round_: int) -> PreparedProblems:
     return prepare_problems(cfg, round_)
 
 
-def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef, model_path: str) -> list[ShardJob]:
+def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model: ModelRef,
+                model_path: str) -> list[ShardJob]:
     """One job per pool shard. Paths are absolute: a shard may run in another process or on another machine that
     mounts the run folder at the same path (runner=ray)."""
     folder = cfg.round_path(round_).resolve() / "trajectories"
