@@ -259,11 +259,16 @@ class Batch:
         return Problem.model_validate(self.batch.column("problem")[self.parent[i]].as_py())
 
 
+@lru_cache(maxsize=None)
+def _schema(model: type[BaseModel]):
+    return features_for(model).arrow_schema
+
+
 def _table(model: type[BaseModel], columns: dict):
     """A table in the model's schema from arrays and Python lists (a scalar fills the column)."""
     import pyarrow as pa
 
-    schema = features_for(model).arrow_schema
+    schema = _schema(model)
     n = len(next(c for c in columns.values() if not isinstance(c, (str, bool))))
     arrays = []
     for field in schema:
@@ -402,28 +407,46 @@ def curation_key(shard_shas: list[str], cfg: CurateConfig, judge_model: dict, ro
     return content_key(stage="curate", round=round_, shards=shard_shas, curate=cfg.model_dump(), judge=judge_model)
 
 
+def trajectory_batches(paths: list[str], batch_rows: int, per_shard: bool):
+    """Record batches of trajectories in order: one per shard (`per_shard`, for the judge's one call per shard),
+    else of about `batch_rows`, small shards (a round's are 16 problems) joined so that no batch pays a fixed
+    cost for a handful of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _schema(Trajectory)
+    pending: list = []
+    rows = 0
+    for path in paths:
+        with pq.ParquetFile(path) as shard:
+            if per_shard:
+                yield from shard.read().cast(schema).combine_chunks().to_batches()
+                continue
+            for batch in shard.iter_batches(batch_size=batch_rows):
+                pending.append(batch.cast(schema))
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield from pa.Table.from_batches(pending, schema).combine_chunks().to_batches()
+                    pending, rows = [], 0
+    if pending:
+        yield from pa.Table.from_batches(pending, schema).combine_chunks().to_batches()
+
+
 def curate(trajectory_paths: list[str], out_dir: str, key: str, cfg: CurateConfig, judge: Judge | None,
            round_: int, config_json: str, batch_rows: int = 1024) -> dict[str, DatasetManifest]:
     """Write the three datasets and the card under `out_dir`; returns a manifest per dataset.
 
-    Streams: trajectory shards are read one at a time, in batches of `batch_rows` trajectories when a shard has
-    no Dpref judge to batch for, so memory is bounded by a shard (or a batch), never by the round. The records,
+    Streams: trajectories are read in record batches of about `batch_rows` (one per shard when a Dpref judge
+    batches a shard's candidates), so memory is bounded by a batch (or a shard), never by the round. The records,
     their order and the counts are those of `build_sets` on the whole round.
     """
-    import pyarrow.parquet as pq
-
     out = Path(out_dir)
     counts: Counter = Counter()
     with contextlib.ExitStack() as stack:
         writers = {name: stack.enter_context(DatasetWriter(out / name, model, key)) for name, model in DATASETS.items()}
-        for path in trajectory_paths:
-            shard = pq.ParquetFile(path)
-            batches = (shard.read().combine_chunks().to_batches() if judge is not None
-                       else shard.iter_batches(batch_size=batch_rows))
-            for batch in batches:
-                for name, table in build_tables(batch, cfg, judge, counts).items():
-                    writers[name].write(table)
-            shard.close()
+        for batch in trajectory_batches(trajectory_paths, batch_rows, per_shard=judge is not None):
+            for name, table in build_tables(batch, cfg, judge, counts).items():
+                writers[name].write(table)
         infos = {name: w.close() for name, w in writers.items()}
     count_outcomes(counts, {name: info["rows"] for name, info in infos.items()})
     atomic_write_text(out / "README.md", dataset_card(round_, counts, config_json))
