@@ -62,7 +62,8 @@ def test_our_datasets_export_to_the_official_fields(scripted_engine, tmp_path):
         if "Reflect on the attempt" in prompt:
             return ["Consider option C instead.", "Option C fits better.", "Check each step again."][sample]
         if "Your reflection on that attempt" in prompt:
-            return "Again: Finish[C]" if "option c" in prompt.lower() else "Again: Finish[A]"
+            reflection = prompt.partition("reflection on that attempt:")[2].lower()  # not the examples
+            return "Again: Finish[C]" if "option c" in reflection else "Again: Finish[A]"
         return "Finish[A]"
 
     problem = Problem(id="q1", task="choice", kind="choice", question="Which?", answer="C", choices=["a", "b", "c"])

@@ -21,7 +21,8 @@ def fixing_reply(prompt: str, sample: int) -> str:
     if "Reflect on the attempt" in prompt:
         return ["Consider option C instead.", PREFERRED, "Check each step again."][sample]
     if "Your reflection on that attempt" in prompt:
-        return "Again: Finish[C]" if "option c" in prompt.lower() else "Again: Finish[A]"
+        reflection = prompt.partition("reflection on that attempt:")[2].lower()  # not the examples
+        return "Again: Finish[C]" if "option c" in reflection else "Again: Finish[A]"
     return "Finish[A]"
 
 
