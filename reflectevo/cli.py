@@ -35,6 +35,7 @@ from rich.table import Table  # noqa: E402
 from reflectevo.errors import PermanentError  # noqa: E402
 from reflectevo.interop import export_command, export_model_command, import_command  # noqa: E402
 from reflectevo.resume_cmd import resume_command  # noqa: E402
+from reflectevo.report import pm  # noqa: E402
 from reflectevo.schema import RoundManifest  # noqa: E402
 from verifiers.cli import verify_command  # noqa: E402
 
@@ -124,8 +125,9 @@ def print_round(manifest: RoundManifest) -> None:
     a = manifest.adapter
     table.add_row("train", f"adapter={a.path} rows={a.rows} {a.metrics}" if a and a.path else f"skipped: {a.skipped_reason if a else '?'}")
     for task, m in manifest.metrics.items():
-        table.add_row(escape(f"evaluate [{task}]"), f"Acc@t1={m['acc@t1']:.3f} Acc@t2={m['acc@t2']:.3f} "
-                                             f"delta={m['delta']:+.3f} n={int(m['n'])}")
+        baseline = f" Acc@t2 without reflection={pm(m, 'acc@t2_noreflect')}" if "acc@t2_noreflect" in m else ""
+        table.add_row(escape(f"evaluate [{task}]"), f"Acc@t1={pm(m, 'acc@t1')} Acc@t2={pm(m, 'acc@t2')} "
+                                                    f"delta={pm(m, 'delta')}{baseline} n={int(m['n'])}")
     console.print(table)
 
 

@@ -43,8 +43,12 @@ class EvalConfig(BaseModel):
     protocol: Literal["paper", "evolution"] = Field(
         default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
         "trial 1 from the round's model.")
+    feedback: Literal["oracle", "intrinsic"] = Field(
+        default="oracle", description="oracle (the paper): only wrong answers are reflected on, and the model is "
+        "told they were wrong, so accuracy cannot fall; intrinsic (SCoRe): every answer is reflected on and retried "
+        "and no verdict is shown, so a right answer can turn wrong (delta_c2i).")
     turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
-                       "each trial, acc@t1 .. acc@t{T+1}; a problem stops at its first correct trial.")
+                       "each trial, acc@t1 .. acc@t{T+1}.")
     instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
     trial_max_tokens: int = Field(default=192, ge=1)
     reflection_max_tokens: int = Field(default=128, ge=1)
@@ -59,12 +63,23 @@ class EvalConfig(BaseModel):
     def reflection_sampling(self) -> SamplingConfig:
         return SamplingConfig(max_tokens=self.reflection_max_tokens)
 
-    def metric_names(self) -> list[str]:
+    def trial_names(self) -> list[str]:
         return [f"acc@t{k}" for k in range(1, self.turns + 2)]
 
+    def metric_names(self) -> list[str]:
+        """Every metric of a results row; each also gets its `_stderr`.
 
-def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig) -> list[Attempt]:
-    return attempt_batch(engine, problems, [engine.render(reasoning_messages(p)) for p in problems],
+        acc@t{k}: accuracy of the answer standing after trial k; acc@t{k}_noreflect: the same retries without the
+        reflection (the baseline that a gain from reflection must beat); delta = acc@t2 - acc@t1; reflection_gain =
+        acc@t2 - acc@t2_noreflect; delta_i2c / delta_c2i: share of all problems wrong at t1 and right at t2, and the
+        reverse.
+        """
+        retries = [f"{name}_noreflect" for name in self.trial_names()[1:]]
+        return [*self.trial_names(), *retries, "delta", "reflection_gain", "delta_i2c", "delta_c2i"]
+
+
+def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig, fewshot: int = 0) -> list[Attempt]:
+    return attempt_batch(engine, problems, [engine.render(reasoning_messages(p, fewshot)) for p in problems],
                          cfg.trial_sampling(), 1)
 
 
@@ -72,41 +87,65 @@ def _trial_call(a: Attempt) -> dict:
     return {"role": "trial", "prompt": a.prompt, "text": a.output, "filtered": a.answer or "", "status": a.status}
 
 
-def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig,
-             first: list[Attempt] | None = None) -> tuple[dict[str, dict[str, float]], list[dict]]:
-    """Per-task metrics ({task: {acc@t1, .., delta, n}}, plus 'all') and one lm-eval sample row per problem.
+def retry_turns(engine: Engine, problems: list[Problem], first: list[Attempt], cfg: EvalConfig, fewshot: int,
+                reflect: bool) -> tuple[list[list[dict]], list[list[bool]]]:
+    """T turns of (reflect ->) retry; per problem, its engine calls and whether its standing answer was correct
+    after each trial. Oracle feedback retries only answers judged wrong (and says so); intrinsic retries all.
 
-    `first`: trial 1 made elsewhere (the base model's, under the paper protocol); else the engine makes it. Each
-    turn is one batched reflection call and one batched trial call over the problems still wrong.
+    Each turn is at most one batched reflection call and one batched trial call.
     """
-    latest = list(first) if first is not None else first_trials(engine, problems, cfg)
+    oracle = cfg.feedback == "oracle"
+    latest = list(first)
     calls = [[_trial_call(a)] for a in latest]
-    solved = [[a.status == "correct"] for a in latest]
+    correct = [[a.status == "correct"] for a in latest]
     for turn in range(cfg.turns):
-        wrong = [i for i, a in enumerate(latest) if a.status != "correct"]
-        prompts = [engine.render(reflection_messages(problems[i], latest[i].output, cfg.instruction_id,
-                                                     FEEDBACK_WRONG)) for i in wrong]
-        texts = [c[0].text for c in engine.generate(prompts, cfg.reflection_sampling())] if wrong else []
-        retry_prompts = [engine.render(correction_messages(problems[i], latest[i].output, t))
-                         for i, t in zip(wrong, texts)]
-        retries = attempt_batch(engine, [problems[i] for i in wrong], retry_prompts, cfg.trial_sampling(), turn + 2)
-        for i, prompt, text, attempt in zip(wrong, prompts, texts, retries):
-            calls[i] += [{"role": "reflection", "prompt": prompt, "text": text, "filtered": text}, _trial_call(attempt)]
+        todo = [i for i, a in enumerate(latest) if a.status != "correct" or not oracle]
+        texts: list[str | None] = [None] * len(todo)
+        if reflect and todo:
+            prompts = [engine.render(reflection_messages(problems[i], latest[i].output, cfg.instruction_id,
+                                                         FEEDBACK_WRONG if oracle else None)) for i in todo]
+            texts = [c[0].text for c in engine.generate(prompts, cfg.reflection_sampling())]
+            for i, prompt, text in zip(todo, prompts, texts):
+                calls[i].append({"role": "reflection", "prompt": prompt, "text": text, "filtered": text})
+        retry_prompts = [engine.render(correction_messages(problems[i], latest[i].output, text, fewshot, oracle))
+                         for i, text in zip(todo, texts)]
+        retries = attempt_batch(engine, [problems[i] for i in todo], retry_prompts, cfg.trial_sampling(), turn + 2)
+        for i, attempt in zip(todo, retries):
+            calls[i].append(_trial_call(attempt))
             latest[i] = attempt
         for i, a in enumerate(latest):
-            solved[i].append(a.status == "correct")
+            correct[i].append(a.status == "correct")
+    return calls, correct
+
+
+def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig, first: list[Attempt] | None = None,
+             fewshot: int = 0) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """Per-task metrics ({task: {metric, metric_stderr, .., n}}, plus 'all') and one lm-eval sample row per problem.
+
+    `first`: trial 1 made elsewhere (the base model's, under the paper protocol); else the engine makes it. The
+    no-reflection baseline retries from the same first trials with the same budget and gate.
+    """
+    first = list(first) if first is not None else first_trials(engine, problems, cfg, fewshot)
+    calls, correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=True)
+    base_calls, base_correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=False)
 
     samples, doc_ids = [], defaultdict(int)
-    for p, history, correct in zip(problems, calls, solved):
+    for p, history, ok, base_history, base_ok in zip(problems, calls, correct, base_calls, base_correct):
         doc = p.model_dump()
+        values = {name: float(v) for name, v in zip(cfg.trial_names(), ok)}
+        values.update({f"{name}_noreflect": float(v) for name, v in zip(cfg.trial_names()[1:], base_ok[1:])})
+        values.update(delta=values["acc@t2"] - values["acc@t1"],
+                      reflection_gain=values["acc@t2"] - values["acc@t2_noreflect"],
+                      delta_i2c=float(not ok[0] and ok[1]), delta_c2i=float(ok[0] and not ok[1]))
         samples.append({
             "task": p.task, "doc_id": doc_ids[p.task], "doc": doc, "target": p.answer,
             "arguments": {f"gen_args_{k}": {"arg_0": c["prompt"], "arg_1": _gen_kwargs(cfg, c["role"])}
                           for k, c in enumerate(history)},
             "resps": [[c["text"]] for c in history], "filtered_resps": [c["filtered"] for c in history],
             "statuses": [c["status"] for c in history if c["role"] == "trial"],
+            "noreflect_resps": [[c["text"]] for c in base_history[1:]],
             "doc_hash": _sha(json.dumps(doc, sort_keys=True)), "prompt_hash": _sha(history[0]["prompt"]),
-            **{name: float(ok) for name, ok in zip(cfg.metric_names(), correct)},
+            **values,
         })
         doc_ids[p.task] += 1
     return _metrics(samples, cfg), samples
@@ -121,6 +160,19 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def mean_stderr(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of per-problem values (sample standard deviation / sqrt(n)).
+
+    For 0/1 values this is lm-eval's sqrt(p(1-p)/(n-1)); for paired differences (delta, reflection_gain) it is
+    the standard error of the difference. One value has no stderr: None (the results JSON says 'N/A', as lm-eval).
+    """
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
 def _metrics(samples: list[dict], cfg: EvalConfig) -> dict[str, dict[str, float]]:
     groups = defaultdict(list)
     for s in samples:
@@ -128,22 +180,20 @@ def _metrics(samples: list[dict], cfg: EvalConfig) -> dict[str, dict[str, float]
         groups["all"].append(s)
     metrics = {}
     for task, rows in groups.items():
-        m = {name: sum(r[name] for r in rows) / len(rows) for name in cfg.metric_names()}
-        metrics[task] = {**m, "delta": m["acc@t2"] - m["acc@t1"], "n": float(len(rows))}
+        m: dict[str, float] = {"n": float(len(rows))}
+        for name in cfg.metric_names():
+            m[name], err = mean_stderr([r[name] for r in rows])
+            if err is not None:
+                m[f"{name}_stderr"] = err
+        metrics[task] = m
     return metrics
-
-
-def _stderr(p: float, n: float) -> float | str:
-    """Standard error of a mean of 0/1 values, as lm-eval reports it ('N/A' for one sample)."""
-    return math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else "N/A"
 
 
 def _result_row(name: str, m: dict[str, float], cfg: EvalConfig) -> dict:
     row: dict = {"alias": name}
     for metric in cfg.metric_names():
         row[f"{metric},none"] = m[metric]
-        row[f"{metric}_stderr,none"] = _stderr(m[metric], m["n"])
-    row["delta,none"] = m["delta"]
+        row[f"{metric}_stderr,none"] = m.get(f"{metric}_stderr", "N/A")
     return row
 
 
@@ -156,22 +206,23 @@ def git_hash() -> str | None:
     return out.stdout.strip() or None
 
 
-def results_document(metrics: dict[str, dict[str, float]], cfg: EvalConfig, config: dict, seconds: float) -> dict:
+def results_document(metrics: dict[str, dict[str, float]], cfg: EvalConfig, config: dict, seconds: float,
+                     fewshot: int = 0) -> dict:
     """The lm-evaluation-harness results JSON; the aggregate over tasks is the group 'all'."""
     tasks = sorted(t for t in metrics if t != "all")
-    metric_names = [*cfg.metric_names(), "delta"]
+    metric_names = cfg.metric_names()
     doc = {
         "results": {t: _result_row(t, metrics[t], cfg) for t in [*tasks, "all"]},
         "groups": {"all": _result_row("all", metrics["all"], cfg)},
         "group_subtasks": {"all": tasks},
-        "configs": {t: {"task": t, "output_type": "generate_until", "num_fewshot": 0,
-                        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+        "configs": {t: {"task": t, "output_type": "generate_until", "num_fewshot": fewshot,
+                        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": m != "delta_c2i"}
                                         for m in metric_names],
                         "generation_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
                         "metadata": {"version": TASK_VERSION, **cfg.model_dump()}} for t in tasks},
         "versions": {**{t: TASK_VERSION for t in tasks}, "all": "N/A"},
-        "n-shot": {t: 0 for t in tasks},
-        "higher_is_better": {t: {m: True for m in metric_names} for t in tasks},
+        "n-shot": {t: fewshot for t in tasks},
+        "higher_is_better": {t: {m: m != "delta_c2i" for m in metric_names} for t in tasks},
         "n-samples": {t: {"original": int(metrics[t]["n"]), "effective": int(metrics[t]["n"])} for t in tasks},
         "config": config,
         "date": time.time(),
@@ -198,39 +249,42 @@ def write_eval(out_dir: str, document: dict, samples: list[dict]) -> str:
 
 
 def base_first_trials(cfg: EvalConfig, problems: list[Problem], problems_path: str, cache_dir: str, model: ModelRef,
-                      model_path: str, engine_config: str) -> list[Attempt]:
+                      model_path: str, engine_config: str, fewshot: int = 0) -> list[Attempt]:
     """The base model's first trials on these problems: generated once, then read back by every later round."""
     engine = EngineConfig.model_validate_json(engine_config)
     key = content_key(stage="eval-first-trials", problems=file_sha256(problems_path), base=model.base_sha256,
-                      engine=[engine.name, engine.dtype], max_tokens=cfg.trial_max_tokens)
+                      engine=[engine.name, engine.dtype], max_tokens=cfg.trial_max_tokens, fewshot=fewshot)
     path = Path(cache_dir) / f"first-trials-{key[:16]}.jsonl"
     if path.exists():
         return read_jsonl(path, Attempt)
-    attempts = first_trials(load_engine(engine_config, model_path, None), problems, cfg)
+    attempts = first_trials(load_engine(engine_config, model_path, None), problems, cfg, fewshot)
     write_jsonl(path, attempts)
     return attempts
 
 
 def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir: str, model: ModelRef,
-                   model_path: str, engine_config: str, metadata: dict | None = None) -> tuple[str, dict]:
+                   model_path: str, engine_config: str, metadata: dict | None = None,
+                   fewshot: int = 0) -> tuple[str, dict]:
     """Evaluate a model (base + adapter) on a problems file and write the results; returns (results path, metrics).
 
-    `cache_dir` holds the paper protocol's base first trials, shared by every round of a run.
+    `cache_dir` holds the paper protocol's base first trials, shared by every round of a run. `fewshot` must be
+    the generation stage's, so the model is asked with the prompts it was trained on.
     """
     start = time.perf_counter()
     problems = read_jsonl(problems_path, Problem)
     first = None
     if cfg.protocol == "paper":
-        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine_config)
-    metrics, samples = run_eval(load_engine(engine_config, model_path, model.adapter), problems, cfg, first)
+        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine_config, fewshot)
+    metrics, samples = run_eval(load_engine(engine_config, model_path, model.adapter), problems, cfg, first, fewshot)
     config = {
         "model": model.base,
         "model_args": {"pretrained": model_path, "adapter": model.adapter, "base_sha256": model.base_sha256,
                        "adapter_sha256": model.adapter_sha256},
         "gen_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
         "first_trial_adapter": None if cfg.protocol == "paper" else model.adapter,
-        "protocol": cfg.protocol, "turns": cfg.turns, "engine": json.loads(engine_config),
+        "protocol": cfg.protocol, "feedback": cfg.feedback, "turns": cfg.turns, "fewshot": fewshot,
+        "engine": json.loads(engine_config),
         "seed": cfg.trial_sampling().seed, "problems": problems_path, "metadata": metadata or {},
     }
-    document = results_document(metrics, cfg, config, time.perf_counter() - start)
+    document = results_document(metrics, cfg, config, time.perf_counter() - start, fewshot)
     return write_eval(out_dir, document, samples), metrics

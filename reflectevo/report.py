@@ -1,11 +1,14 @@
-"""What a round shows in the Prefect UI, as plain data: metric and filter tables, a summary, an accuracy plot.
+"""What a round shows in the Prefect UI, as plain data: metric and filter tables, a summary, accuracy plots.
 
-Pure functions of a round's manifest and the lineage record; tasks/artifacts.py publishes them.
+Pure functions of a round's manifest, the lineage record and evaluation results files; tasks/artifacts.py
+publishes them, and bench/learning.py prints and plots learning curves with them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import math
 from pathlib import Path
 
 from reflectevo.lineage import Lineage
@@ -16,10 +19,25 @@ FILTERS = ("empty_reflection", "unparseable_second_trial", "states_gold_answer",
 
 
 def metrics_rows(metrics: dict[str, dict[str, float]]) -> list[dict]:
-    """Acc@t1, Acc@t2 and their difference per task, 'all' last."""
+    """Acc@t1, Acc@t2, their difference and the no-reflection baseline per task, each with its stderr; 'all' last."""
     order = sorted(t for t in metrics if t != "all") + (["all"] if "all" in metrics else [])
-    return [{"task": t, "acc@t1": round(metrics[t]["acc@t1"], 4), "acc@t2": round(metrics[t]["acc@t2"], 4),
-             "difference": round(metrics[t]["delta"], 4), "n": int(metrics[t]["n"])} for t in order]
+    rows = []
+    for t in order:
+        m = metrics[t]
+        row: dict = {"task": t}
+        for name, label in (("acc@t1", "acc@t1"), ("acc@t2", "acc@t2"), ("delta", "difference"),
+                            ("acc@t2_noreflect", "acc@t2 no reflection")):
+            if name in m:
+                err = m.get(f"{name}_stderr")
+                row[label], row[f"{label} stderr"] = round(m[name], 4), None if err is None else round(err, 4)
+        rows.append({**row, "n": int(m["n"])})
+    return rows
+
+
+def pm(m: dict[str, float], name: str) -> str:
+    """'0.500 ± 0.029': a metric with its stderr (none for a single problem)."""
+    err = m.get(f"{name}_stderr")
+    return f"{m[name]:.3f}" + (f" ± {err:.3f}" if err is not None else "")
 
 
 def curation_rows(counts: dict[str, int]) -> list[dict]:
@@ -73,10 +91,11 @@ def summary_markdown(manifest: RoundManifest, lineage: Lineage, card: str, plot_
         f"- trained: {trained}",
         f"- run folder: `{manifest.run_dir}`",
         "",
-        "| task | Acc@t1 | Acc@t2 | difference | n |",
-        "|---|---|---|---|---|",
-        *[f"| {r['task']} | {r['acc@t1']:.3f} | {r['acc@t2']:.3f} | {r['difference']:+.3f} | {r['n']} |"
-          for r in metrics_rows(manifest.metrics)],
+        "| task | Acc@t1 | Acc@t2 | difference | Acc@t2 without reflection | n |",
+        "|---|---|---|---|---|---|",
+        *[f"| {t} | {pm(m, 'acc@t1')} | {pm(m, 'acc@t2')} | {pm(m, 'delta')} | "
+          f"{pm(m, 'acc@t2_noreflect') if 'acc@t2_noreflect' in m else '-'} | {int(m['n'])} |"
+          for t, m in sorted(manifest.metrics.items(), key=lambda kv: kv[0] == "all")],
         "",
         f"## Lineage: {len(lineage.history)} round(s)",
         "",
@@ -93,7 +112,7 @@ def summary_markdown(manifest: RoundManifest, lineage: Lineage, card: str, plot_
 
 
 def plot_accuracy(lineage: Lineage, path: str | Path) -> bytes:
-    """Acc@t1 and Acc@t2 by round, per task (all tasks bold); writes the PNG to `path` and returns its bytes."""
+    """Acc@t1 and Acc@t2 by round with stderr bars, per task (all tasks bold); writes the PNG, returns its bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,13 +126,89 @@ def plot_accuracy(lineage: Lineage, path: str | Path) -> bytes:
         color = "black" if task == "all" else f"C{i}"
         for metric, style in (("acc@t1", "--"), ("acc@t2", "-")):
             ys = [e.metrics.get(task, {}).get(metric, float("nan")) for e in lineage.history]
-            ax.plot(rounds, ys, style, marker="o", color=color, linewidth=width, label=f"{task} {metric}")
+            errs = [e.metrics.get(task, {}).get(f"{metric}_stderr", 0.0) for e in lineage.history]
+            ax.errorbar(rounds, ys, yerr=errs, fmt=style, marker="o", color=color, linewidth=width, capsize=3,
+                        label=f"{task} {metric}")
     ax.set_xlabel("round")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(rounds)
-    ax.set_title(f"{lineage.name}: Acc@t1 (dashed) and Acc@t2 (solid) by round")
+    ax.set_title(f"{lineage.name}: Acc@t1 (dashed) and Acc@t2 (solid) by round, stderr bars")
     ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# learning curves: a lineage's held-out accuracy by round, from its evaluation results files
+
+
+def curve_point(results_path: str | Path, task: str = "all") -> dict[str, float]:
+    """Acc@t1, Acc@t2 and the no-reflection Acc@t2, each with its stderr, and n, from one results file."""
+    doc = json.loads(Path(results_path).read_text())
+    row = doc["results"][task]
+    tasks = doc["group_subtasks"]["all"] if task == "all" else [task]
+    point = {"n": float(sum(doc["n-samples"][t]["effective"] for t in tasks))}
+    for name in ("acc@t1", "acc@t2", "acc@t2_noreflect"):
+        if f"{name},none" in row:
+            err = row[f"{name}_stderr,none"]
+            point[name], point[f"{name}_stderr"] = row[f"{name},none"], float("nan") if err == "N/A" else err
+    return point
+
+
+def per_problem(results_path: str | Path, metric: str) -> dict[str, float]:
+    """{doc_hash: metric} over every task's samples file written beside a results file (same timestamp)."""
+    path = Path(results_path)
+    stamp = path.stem.removeprefix("results_")
+    values: dict[str, float] = {}
+    for samples in path.parent.glob(f"samples_*_{stamp}.jsonl"):
+        for line in samples.read_text().splitlines():
+            row = json.loads(line)
+            values[row["doc_hash"]] = float(row[metric])
+    return values
+
+
+def paired_gain(before: str | Path, after: str | Path, metric: str = "acc@t2") -> tuple[float, float]:
+    """(mean, stderr) of the per-problem change of `metric` between two evaluations of the same problems.
+
+    Pairing by problem removes the spread that both evaluations share, so the stderr is that of the change, not
+    of two independent accuracies; it raises if the two files did not score the same problems.
+    """
+    a, b = per_problem(before, metric), per_problem(after, metric)
+    if set(a) != set(b) or not a:
+        raise ValueError(f"{before} and {after} did not evaluate the same problems ({len(a)} and {len(b)})")
+    diffs = [b[k] - a[k] for k in a]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else float("nan")
+    return mean, math.sqrt(var / len(diffs))
+
+
+def plot_curves(curves: dict[str, dict[int, dict[str, float]]], path: str | Path, title: str) -> bytes:
+    """Acc@t1 (dashed) and Acc@t2 (solid) by round with stderr bars, one colour per lineage; writes the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+    for i, (name, points) in enumerate(curves.items()):
+        rounds = sorted(points)
+        for metric, style in (("acc@t1", "--"), ("acc@t2", "-")):
+            ys = [points[r].get(metric, float("nan")) for r in rounds]
+            errs = [points[r].get(f"{metric}_stderr", float("nan")) for r in rounds]
+            ax.errorbar(rounds, ys, yerr=[0 if math.isnan(e) else e for e in errs], fmt=style, marker="o",
+                        color=f"C{i}", capsize=3, linewidth=2 if metric == "acc@t2" else 1, label=f"{name} {metric}")
+    ax.set_xlabel("round (0: before training)")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xticks(sorted({r for points in curves.values() for r in points}))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

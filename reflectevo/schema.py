@@ -201,9 +201,9 @@ class RoundManifest(Record):
     datasets: dict[str, DatasetManifest] = Field(default_factory=dict)
     adapter: AdapterManifest | None = None
     metrics_path: str | None = None
-    metrics: dict[str, dict[str, float | None]] = Field(
-        default_factory=dict, description="Held-out metrics per task; None where undefined (a NaN stderr of one "
-                                          "sample is written to JSON as null and read back as None).")
+    metrics: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Held-out metrics per task, each with its `_stderr` (absent where a task "
+                                          "has one problem: no spread to estimate).")
 
 
 # ---------------------------------------------------------------------------------------------------------------

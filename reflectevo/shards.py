@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from reflectevo.schema import features_for
 
 # Bump when a stage's output for the same inputs changes; part of every shard key.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -16,4 +16,4 @@ def evaluate_task(cfg: RoundConfig, round_: int, eval_path: str, model: ModelRef
     path, metrics). Under the paper protocol trial 1 is the base model's, made once per run."""
     return evaluate_model(cfg.evaluate, eval_path, str(cfg.round_path(round_) / "eval"),
                           str(cfg.run_path() / "eval-first-trials"), model, model_path, cfg.engine.model_dump_json(),
-                          {"round": round_})
+                          {"round": round_}, cfg.generate.fewshot)

@@ -35,7 +35,8 @@ def problems():
 class TestRunEval:
     def test_accuracy_after_each_turn_never_falls(self, scripted_engine, problems):
         metrics, samples = run_eval(scripted_engine(reply), problems, EvalConfig(turns=2))
-        assert metrics["choice"] == {"acc@t1": 0.25, "acc@t2": 0.5, "acc@t3": 0.75, "delta": 0.25, "n": 4.0}
+        picked = {k: metrics["choice"][k] for k in ("acc@t1", "acc@t2", "acc@t3", "delta", "n")}
+        assert picked == {"acc@t1": 0.25, "acc@t2": 0.5, "acc@t3": 0.75, "delta": 0.25, "n": 4.0}
         assert metrics["other"]["acc@t2"] == 1.0 and metrics["all"]["n"] == 5.0
         q2 = samples[2]
         assert [q2[f"acc@t{k}"] for k in (1, 2, 3)] == [0.0, 0.0, 1.0]
@@ -46,7 +47,8 @@ class TestRunEval:
     def test_one_batched_call_per_step_over_the_still_wrong(self, scripted_engine, problems):
         engine = scripted_engine(reply)
         run_eval(engine, problems, EvalConfig(turns=2))
-        assert [len(prompts) for prompts, _ in engine.calls] == [5, 4, 4, 2, 2]
+        # trial 1; reflect + retry the 4 wrong, then the 2 still wrong; the baseline retries 4, then 4, unreflected
+        assert [len(prompts) for prompts, _ in engine.calls] == [5, 4, 4, 2, 2, 4, 4]
 
     def test_paper_protocol_reuses_the_given_first_trials(self, scripted_engine, problems):
         base = scripted_engine(lambda p, s: "Finish[C]")  # the base model answers C everywhere
@@ -55,6 +57,45 @@ class TestRunEval:
         metrics, samples = run_eval(round_model, problems, EvalConfig(), first)
         assert metrics["all"]["acc@t1"] == 0.4 and samples[1]["resps"][0] == ["Finish[C]"]
         assert all("Reflect on the attempt" in p for p in round_model.calls[0][0])  # no trial 1 from this model
+
+
+    def test_the_no_reflection_baseline_retries_without_the_reflection(self, scripted_engine, problems):
+        """Told 'failed' and asked again, this model repeats A: the baseline gains nothing, reflection gains all."""
+        engine = scripted_engine(reply)
+        metrics, samples = run_eval(engine, problems, EvalConfig())
+        m = metrics["choice"]
+        assert (m["acc@t2_noreflect"], m["acc@t2"], m["reflection_gain"]) == (0.25, 0.5, 0.25)
+        baseline_prompts = engine.calls[-1][0]
+        assert all("The previous attempt failed" in p and "Your reflection" not in p for p in baseline_prompts)
+        assert samples[1]["noreflect_resps"] == [["Finish[A]"]] and samples[1]["acc@t2_noreflect"] == 0.0
+
+    def test_intrinsic_feedback_retries_every_answer_without_a_verdict(self, scripted_engine, problems):
+        """Every answer is reflected on; a right A turns into C (c2i), a wrong A into the right C (i2c)."""
+        engine = scripted_engine(reply)
+        metrics, _ = run_eval(engine, problems, EvalConfig(feedback="intrinsic"))
+        assert [len(prompts) for prompts, _ in engine.calls] == [5, 5, 5, 5]
+        assert not any("failed" in p or "incorrect" in p for prompts, _ in engine.calls[1:] for p in prompts)
+        m = metrics["choice"]
+        assert (m["acc@t1"], m["acc@t2"], m["delta_i2c"], m["delta_c2i"]) == (0.25, 0.25, 0.25, 0.25)
+        assert m["delta"] == m["delta_i2c"] - m["delta_c2i"] == 0.0
+
+    def test_every_metric_has_a_stderr(self, scripted_engine, problems):
+        metrics, _ = run_eval(scripted_engine(reply), problems, EvalConfig())
+        m = metrics["choice"]
+        assert m["acc@t1_stderr"] == pytest.approx((0.25 * 0.75 / 3) ** 0.5)  # lm-eval's sqrt(p(1-p)/(n-1))
+        assert m["delta_stderr"] == pytest.approx(0.25)  # per-problem differences 0, 1, 0, 0: sd 0.5 / sqrt(4)
+        assert all(f"{name}_stderr" in m for name in EvalConfig().metric_names())
+
+
+@pytest.mark.parametrize("feedback", ["oracle", "intrinsic"])
+def test_results_json_keys_under_both_feedback_modes(scripted_engine, problems, feedback):
+    from reflectevo.evaluate import results_document
+
+    cfg = EvalConfig(feedback=feedback)
+    metrics, _ = run_eval(scripted_engine(reply), problems, cfg)
+    row = results_document(metrics, cfg, {}, 1.0)["results"]["all"]
+    for name in ("acc@t1", "acc@t2", "delta", "acc@t2_noreflect", "reflection_gain", "delta_i2c", "delta_c2i"):
+        assert isinstance(row[f"{name},none"], float) and isinstance(row[f"{name}_stderr,none"], float), name
 
 
 def test_results_and_samples_files_in_lm_eval_shape(tiny_model_path, tmp_path):
