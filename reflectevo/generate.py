@@ -7,7 +7,10 @@ them, so a stored prompt can never contain text generated for it.
 
 from __future__ import annotations
 
+import random
 import time
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
@@ -29,6 +32,8 @@ class GenerateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    fewshot: int = Field(default=3, ge=0, le=3, description="Worked examples (models/prompts.py EXEMPLARS) in the "
+                         "reasoning and correction prompts; evaluation asks with the same prompts.")
     instructions: int = Field(default=1, ge=1, le=32, description="Pool instructions drawn per failed problem (m).")
     reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
     temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
@@ -37,6 +42,11 @@ class GenerateConfig(BaseModel):
     reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
     rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
+    verdicts: Literal["verifier", "shuffled"] = Field(
+        default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
+        "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "
+        "judged correct and cuts its link to the answer. A loop that still 'learns' under it learns something "
+        "other than the task. Evaluation always uses the true verifier.")
 
     def trial_sampling(self) -> SamplingConfig:
         return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
@@ -59,6 +69,17 @@ def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], s
     ]
 
 
+def judged(attempts: list[Attempt], cfg: GenerateConfig, salt: str) -> list[Attempt]:
+    """The attempts with the verdicts generation acts on: the verifier's, or under the shuffled control a seeded
+    permutation of them (status and reason travel together; prompts and outputs stay)."""
+    if cfg.verdicts == "verifier" or len(attempts) < 2:
+        return attempts
+    order = list(range(len(attempts)))
+    random.Random(f"{cfg.seed}:{salt}").shuffle(order)
+    return [a.model_copy(update={"status": attempts[j].status, "reason": attempts[j].reason})
+            for a, j in zip(attempts, order)]
+
+
 def feedback_for(attempt: Attempt, cfg: GenerateConfig) -> str:
     return f"{FEEDBACK_WRONG} ({attempt.reason})" if cfg.rich_feedback and attempt.reason else FEEDBACK_WRONG
 
@@ -68,8 +89,8 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
     """The generation steps for a list of problems, without any file or Prefect around them."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    firsts = attempt_batch(engine, problems, [engine.render(reasoning_messages(p)) for p in problems],
-                           cfg.trial_sampling(), trial=1)
+    firsts = judged(attempt_batch(engine, problems, [engine.render(reasoning_messages(p, cfg.fewshot)) for p in problems],
+                                  cfg.trial_sampling(), trial=1), cfg, f"{round_}:{shard}:first")
     timings["first_trial_s"] = time.perf_counter() - t
 
     wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]
@@ -84,10 +105,11 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
 
     flat = [(i, iid, prompt, s, c) for (i, iid), prompt, cs in zip(jobs, refl_prompts, refl_out)
             for s, c in enumerate(cs)]
-    second_prompts = [engine.render(correction_messages(problems[i], firsts[i].output, c.text))
+    second_prompts = [engine.render(correction_messages(problems[i], firsts[i].output, c.text, cfg.fewshot))
                       for i, _, _, _, c in flat]
     t = time.perf_counter()
-    seconds = attempt_batch(engine, [problems[i] for i, *_ in flat], second_prompts, cfg.trial_sampling(), trial=2)
+    seconds = judged(attempt_batch(engine, [problems[i] for i, *_ in flat], second_prompts, cfg.trial_sampling(),
+                                   trial=2), cfg, f"{round_}:{shard}:second")
     timings["second_trial_s"] = time.perf_counter() - t
 
     reflections: dict[int, list[Reflection]] = {i: [] for i in wrong}
