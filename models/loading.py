@@ -101,6 +101,20 @@ def canonical_json(path: Path) -> bytes:
     return json.dumps(canon(data), sort_keys=True, separators=(",", ":")).encode()
 
 
+def is_full_checkpoint(path: str | None) -> bool:
+    """A folder holding a whole model (a round trained with `train.lora: false`), not a LoRA adapter."""
+    return bool(path) and (Path(path) / "config.json").exists() and not (Path(path) / "adapter_config.json").exists()
+
+
+def weights_for(model_path: str, adapter: str | None) -> tuple[str, str | None]:
+    """(checkpoint to load, LoRA adapter to apply on it) for a base model and a round's trained weights.
+
+    A round's output is a LoRA adapter over the base, or, from full fine-tuning, a whole checkpoint that replaces
+    the base; engines and training both ask here, so the next round starts from either kind the same way.
+    """
+    return (adapter, None) if is_full_checkpoint(adapter) else (model_path, adapter)
+
+
 def weights_sha256(path: str | None) -> str | None:
     """Content hash of a checkpoint or adapter folder's weight files (cached beside them by size and mtime)."""
     if path is None:

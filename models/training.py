@@ -1,6 +1,7 @@
 """LoRA training on a round's curated data: one entry point, the setting is a config field.
 
-The four reflection-learning settings of the paper, all LoRA through TRL + PEFT:
+The four reflection-learning settings of the paper, through TRL, each as a LoRA adapter (PEFT) or, with
+`lora: false`, as a full fine-tune:
 
 | setting         | data  | what is learned                                                                  |
 |-----------------|-------|----------------------------------------------------------------------------------|
@@ -60,15 +61,22 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     setting: Setting = Field(default="sft_one_stage", description="Reflection-learning setting (table above).")
+    lora: bool = Field(default=True, description="True: train a LoRA adapter over the base. False: fine-tune every "
+                       "weight; the round then saves a whole checkpoint, which the next round loads as its model.")
     lora_r: int = Field(default=8, ge=1, description="LoRA rank (paper: 8).")
     lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (paper: 32).")
     lora_dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="LoRA dropout (paper: 0.1).")
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
-                                      description="Module names LoRA wraps (paper: q/k/v projections).")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
+        description="Module names LoRA wraps (paper: q/k/v projections), MLP ones included (e.g. up_proj), or "
+        "'all-linear' (PEFT: every linear layer but the output head).")
     beta: float = Field(default=0.01, gt=0.0, description="DPO beta (paper: 0.01).")
     learning_rate: float | None = Field(
-        default=None, gt=0.0, description="None: 2e-4 for SFT, 5e-6 for DPO (LoRA takes about 10x a full "
-        "fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
+        default=None, gt=0.0, description="None: with LoRA 2e-4 for SFT, 5e-6 for DPO; without, 2e-5 and 5e-7 "
+        "(LoRA takes about 10x a full fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="Training precision: 'auto' is bf16 mixed precision where the device supports "
+        "it (a CUDA GPU with bf16), else fp32 (CPUs without AVX-512 run bf16 several times slower).")
     epochs: float = Field(default=1.0, gt=0.0)
     max_steps: int = Field(default=-1, description="Stop each stage after this many optimiser steps; -1: all epochs.")
     batch_size: int = Field(default=4, ge=1)
@@ -83,7 +91,15 @@ class TrainConfig(BaseModel):
     seed: int = Field(default=0, description="Seeds the problem split, LoRA initialisation and data order.")
 
     def lr(self) -> float:
-        return self.learning_rate or (5e-6 if self.setting.startswith("dpo") else 2e-4)
+        dpo = self.setting.startswith("dpo")
+        return self.learning_rate or ((5e-6 if dpo else 2e-4) if self.lora else (5e-7 if dpo else 2e-5))
+
+    def bf16(self) -> bool:
+        import torch
+
+        if self.dtype == "auto":
+            return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return self.dtype == "bfloat16"
 
 
 def split_by_problem(records: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -185,7 +201,7 @@ def plain_text_tokenizer(tok):
 
 
 def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
-    """Arguments shared by SFTConfig and DPOConfig: CPU-safe (fp32, no activation checkpointing), seeded."""
+    """Arguments shared by SFTConfig and DPOConfig: no activation checkpointing, precision from the config, seeded."""
     import torch
     from transformers import TrainingArguments
 
@@ -198,7 +214,7 @@ def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.lr(),
         max_length=cfg.max_length, logging_steps=1, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=False, dataloader_num_workers=0, save_strategy="no",
+        use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16(), dataloader_num_workers=0, save_strategy="no",
         eval_strategy="no", **{checkpointing: False},
     )
     if has_eval:  # EarlyStoppingCallback needs step evaluations, and checkpoints to return to the best one
@@ -210,21 +226,33 @@ def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
 
 def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | None, train: list[dict],
                   evaluation: list[dict], output_dir: Path):
-    """A TRL trainer over the base model (+ `adapter`, continued) for SFT or DPO rows, with early stopping on the
-    eval loss when there are eval rows."""
+    """A TRL trainer for SFT or DPO rows over the model a round starts from, with early stopping on the eval loss
+    when there are eval rows.
+
+    With LoRA it continues `adapter` (or starts a new one over the base); without, it fine-tunes every weight of
+    the checkpoint the lineage has reached (a LoRA adapter reached so far is merged in first).
+    """
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    from models.loading import weights_for
+
+    start, lora = weights_for(model_path, adapter)
+    if cfg.lora and adapter and lora is None:
+        raise ValueError(f"train.lora is true but the lineage's latest weights {adapter} are a whole fine-tuned "
+                         "checkpoint; keep train.lora false in this lineage, or start a new one")
+    tok = AutoTokenizer.from_pretrained(start)
     if dpo:
         tok = plain_text_tokenizer(tok)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
     peft_config = None
-    if adapter:
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    else:
+    if lora:
+        model = PeftModel.from_pretrained(model, lora, is_trainable=cfg.lora)
+        if not cfg.lora:
+            model = model.merge_and_unload()
+    elif cfg.lora:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     args = _trainer_args(cfg, output_dir, bool(evaluation))
@@ -247,7 +275,8 @@ def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | N
 
 def _train_stage(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | None, train: list[dict],
                  evaluation: list[dict], out: Path) -> dict[str, float]:
-    """One TRL run, saving only the LoRA adapter (and tokenizer) to `out`; returns its metrics."""
+    """One TRL run, saving the LoRA adapter (or, without LoRA, the whole model) and tokenizer to `out`; returns its
+    metrics."""
     trainer = build_trainer(cfg, dpo, model_path, adapter, train, evaluation, out / "trainer")
     t = time.perf_counter()
     result = trainer.train()
@@ -255,7 +284,7 @@ def _train_stage(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | No
                "steps": float(result.global_step), "rows": float(len(train)), "eval_rows": float(len(evaluation))}
     if evaluation:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-    if "ref" in trainer.model.peft_config:  # the frozen reference copy is not part of the trained adapter
+    if "ref" in getattr(trainer.model, "peft_config", {}):  # the frozen reference copy is not part of the adapter
         trainer.model.delete_adapter("ref")
     trainer.save_model(str(out))
     shutil.rmtree(out / "trainer", ignore_errors=True)
@@ -325,11 +354,19 @@ def base_model_of(adapter_dir: str) -> str:
 
 
 def merge_adapter(adapter_dir: str, out_dir: str, base: str | None = None) -> str:
-    """Merge a LoRA adapter into its base model and save a standalone checkpoint with the base's tokenizer."""
+    """Merge a LoRA adapter into its base model and save a standalone checkpoint with the base's tokenizer.
+
+    A round trained without LoRA already saved a standalone checkpoint: it is copied as it is.
+    """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from models.loading import is_full_checkpoint
+
+    if is_full_checkpoint(adapter_dir):
+        shutil.copytree(adapter_dir, out_dir, dirs_exist_ok=True)
+        return str(out_dir)
     base = base or base_model_of(adapter_dir)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter_dir)
     merged = model.merge_and_unload()

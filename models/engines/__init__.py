@@ -90,7 +90,11 @@ def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
     """One engine per process, reused by consecutive stages that ask for the same model and adapter.
 
     `config` is `EngineConfig.model_dump_json()`. Asking for another model or adapter releases the previous engine.
+    `adapter` may also be a whole fine-tuned checkpoint, which is then loaded instead of `model_path`.
     """
+    from models.loading import weights_for
+
+    model_path, adapter = weights_for(model_path, adapter)
     key = (config, model_path, adapter)
     if key not in _loaded:
         release_engines()

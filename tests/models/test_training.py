@@ -229,3 +229,38 @@ def test_base_model_falls_back_to_adapter_config_and_else_asks_for_it(tmp_path):
     assert base_model_of(str(tmp_path)) == "some/base"
     with pytest.raises(ValueError, match="pass the base model with --base"):
         base_model_of(str(tmp_path / "nothing"))
+
+
+def test_full_fine_tuning_saves_a_whole_checkpoint_that_the_next_round_loads(datasets, tiny_model_path, tmp_path):
+    """`lora: false` fine-tunes every weight; the next round's engine and training start from that checkpoint."""
+    from models.engines import EngineConfig, SamplingConfig, load_engine, release_engines
+    from models.loading import is_full_checkpoint, weights_for
+
+    cfg = TrainConfig(lora=False, max_steps=2, batch_size=2, eval_fraction=0.0)
+    first = train_adapter(cfg, tiny_model_path, None, datasets, str(tmp_path / "r1"))
+    assert is_full_checkpoint(first.path) and not (tmp_path / "r1" / "adapter_config.json").exists()
+    assert weights_for(tiny_model_path, first.path) == (first.path, None)
+
+    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, first.path)
+    assert engine.model.__class__.__name__ == "LlamaForCausalLM"  # the checkpoint itself, no PEFT wrapper
+    assert engine.generate([engine.render(reasoning_messages(problem(0)))], SamplingConfig(max_tokens=4))[0][0].text
+    release_engines()
+
+    second = train_adapter(cfg, tiny_model_path, first.path, datasets, str(tmp_path / "r2"))
+    assert is_full_checkpoint(second.path) and second.sha256 != first.sha256
+    with pytest.raises(ValueError, match="keep train.lora false"):
+        train_adapter(TrainConfig(max_steps=1), tiny_model_path, second.path, datasets, str(tmp_path / "r3"))
+
+
+def test_lora_on_any_modules_mlp_included(datasets, tiny_model_path, tmp_path):
+    cfg = TrainConfig(target_modules="all-linear", max_steps=1, batch_size=2, eval_fraction=0.0)
+    manifest = train_adapter(cfg, tiny_model_path, None, datasets, str(tmp_path / "a"))
+    targets = set(json.loads((tmp_path / "a" / "adapter_config.json").read_text())["target_modules"])
+    assert {"q_proj", "up_proj", "down_proj", "gate_proj", "o_proj"} <= targets and manifest.path
+
+
+def test_bf16_only_where_the_device_supports_it():
+    import torch
+
+    assert TrainConfig().bf16() == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert TrainConfig(dtype="bfloat16").bf16() and not TrainConfig(dtype="float32").bf16()
