@@ -19,34 +19,51 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 
-WORDS = "the step check error plan trial question value number first then so we".split()
+WORDS = ("the step check error plan trial question value number first then so we which option holds largest "
+         "smallest closest to is of a an and or not more less than most least even odd sum order").split()
 
 
-def _chats(seed: int, count: int) -> list[str]:
-    """Conversations in the pipeline's own prompt formats, so the tiny model plays every role plausibly.
+def _option_texts(rng: random.Random, count: int) -> list[str]:
+    """Any option texts: numbers of any size (the world's options are numbers) or short phrases."""
+    if rng.random() < 0.6:
+        return [str(v) for v in rng.sample(range(1000 if rng.random() < 0.3 else 100), count)]
+    return [" ".join(rng.choices(WORDS, k=rng.randint(1, 3))) for _ in range(count)]
 
-    Reasoning prompts get `Finish[<letter>]`, mostly A; reflection prompts a short reflection that names an
-    option ("try option B", never the answer format), mostly B; correction prompts the option the reflection
-    named. So second trials tend to differ from first ones, and a round on the built-in problems reliably has
-    reflections that fix a wrong answer, which is what the pipeline's tests need.
+
+def _chats(seed: int, count: int) -> list[tuple[str, str]]:
+    """(prompt, reply) conversations in the pipeline's own prompt formats: the format of each role, no skill.
+
+    Questions and options are arbitrary text and every letter is drawn uniformly, so nothing here correlates
+    with any rule a task may have: on a world's held-out problems the first answers are at chance. A reasoning
+    prompt is answered `Finish[<letter>]`; a reflection names another option than the failed one ("... try
+    option C."), as a reflection that gives up a wrong answer would; a correction answers the option its
+    reflection named. Whether the named option is right is what a round must teach, through the verifier alone.
     """
-    from models.prompts import INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
+    from models.prompts import FEEDBACK_WRONG, INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
     from reflectevo.schema import Problem
 
     rng = random.Random(seed)
     chats = []
     for i in range(count):
         words = lambda k: " ".join(rng.choices(WORDS, k=k))  # noqa: E731
-        problem = Problem(id=str(i), task="choice", kind="choice", question=f"{words(6)}?", answer="A",
-                          choices=[words(2) for _ in range(4)])
-        failed = f"Finish[{rng.choice('AAAAAAABCD')}]"
-        hint = rng.choice("BBBBBBBACD")
-        reflection = f"{words(2)} try option {hint}."
-        role = min(i % 4, 2)  # half the examples are corrections: following the reflection is the hard part
+        letters = "ABCDE"[: rng.randint(2, 5)]
+        choices = _option_texts(rng, len(letters))
+        # Half the questions ask where a given text stands ("Which option holds 47?"): reading an option and
+        # naming its letter is what any pretrained model can do, and what learning any rule over the options
+        # builds on. The other half are arbitrary text, answered at random. Neither names a rule.
+        lookup = rng.random() < 0.5 and len(set(choices)) == len(choices)
+        target = rng.choice(letters) if lookup else None
+        question = f"Which option holds {choices[letters.index(target)]}?" if lookup else f"{words(rng.randint(3, 8))}?"
+        problem = Problem(id=str(i), task="choice", kind="choice", question=question, answer="A", choices=choices)
+        failed_letter = rng.choice([c for c in letters if c != target])
+        failed = f"Finish[{failed_letter}]"
+        hint = target or rng.choice([c for c in letters if c != failed_letter])
+        reflection = f"{words(rng.randint(1, 3))} try option ({hint})."
+        role = (0, 1, 1, 2, 2)[i % 5]  # the reflection and the correction are the roles that take learning
         if role == 0:
-            messages, reply = reasoning_messages(problem), failed
+            messages, reply = reasoning_messages(problem), f"Finish[{target or rng.choice(letters)}]"
         elif role == 1:
-            messages = reflection_messages(problem, failed, rng.choice(sorted(INSTRUCTIONS)), "Judged incorrect.")
+            messages = reflection_messages(problem, failed, rng.choice(sorted(INSTRUCTIONS)), FEEDBACK_WRONG)
             reply = reflection
         else:
             messages, reply = correction_messages(problem, failed, reflection), f"Finish[{hint}]"
@@ -60,34 +77,46 @@ def _corpus(seed: int) -> list[str]:
     return docs + ["".join(chat) for chat in _chats(seed, 600)]
 
 
-def _pretrain(model, tok, seed: int, steps: int) -> None:
-    """A few hundred steps on the role conversations: enough to play each role's format, in seconds."""
+def _pretrain(model, tok, seed: int, steps: int, lr: float) -> None:
+    """Steps on fresh role conversations (none repeats, so only the format can be learnt, not a sample)."""
     import torch
 
-    chats = _chats(seed + 1, 900)
+    batch = 16
+    chats = _chats(seed + 1, steps * batch)
     prompts = tok([p for p, _ in chats], add_special_tokens=False)["input_ids"]
     replies = tok([r for _, r in chats], add_special_tokens=False)["input_ids"]
-    ids = [(p, r) for p, r in zip(prompts, replies)]
-    batch = 16
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng = random.Random(seed)
+    ids = list(zip(prompts, replies))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    # Warmup, constant, then a linear decay to zero over the last fifth: the constant phase learns the copying a
+    # correction needs; the decay calibrates the letters. Ending at a constant rate leaves the letter distribution
+    # following the last batches, and a model biased towards some letters teaches rounds that bias, not a rule.
+    warmup, decay = steps // 20, steps // 5
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, 1.0, (steps - s) / decay) if warmup and decay else 1.0)
     model.train()
-    for _ in range(steps):
-        rows = rng.sample(ids, batch)
+    for step in range(steps):
+        rows = ids[step * batch : (step + 1) * batch]
         width = max(len(p) + len(r) for p, r in rows)
         x = torch.full((batch, width), tok.pad_token_id)
         labels = torch.full((batch, width), -100)
         for i, (p, r) in enumerate(rows):  # loss on the replies only: the prompts are the pipeline's, not the model's
             x[i, : len(p) + len(r)] = torch.tensor(p + r)
             labels[i, len(p) : len(p) + len(r)] = torch.tensor(r)
-        loss = model(input_ids=x, attention_mask=(x != tok.pad_token_id).long(), labels=labels).loss
+        # Next-token logits only where a reply token is predicted: the vocabulary projection of every prompt
+        # position would be most of a step's work, for no loss.
+        hidden = model.model(input_ids=x, attention_mask=(x != tok.pad_token_id).long()).last_hidden_state
+        where = labels[:, 1:] != -100
+        logits = model.lm_head(hidden[:, :-1][where])
+        loss = torch.nn.functional.cross_entropy(logits, labels[:, 1:][where])
         loss.backward()
         opt.step()
+        schedule.step()
         opt.zero_grad()
     model.eval()
 
 
-def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 400) -> Path:
+def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 1500, lr: float = 3e-3, hidden: int = 128,
+               layers: int = 2) -> Path:
     """Write a ~150k-parameter Llama checkpoint, tokenizer and chat template to `out_dir`; seconds on a CPU."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -101,7 +130,10 @@ def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 400) ->
         vocab_size=1024, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tk.train_from_iterator(_corpus(seed), trainer)
-    tk.add_tokens(["Finish[", " try option"])  # one token each: the format is learnt in seconds, not minutes
+    # One token each: the format is learnt in seconds, not minutes. Every number up to 999 after a space (an
+    # option's text) is one token too, as BPE would make them from a large corpus; their embeddings start random,
+    # so which is larger is for a round to learn.
+    tk.add_tokens(["Finish[", " try option"] + [f" {n}" for n in range(1000)])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|pad|>", bos_token=None, unk_token=None,
         additional_special_tokens=["<|endoftext|>", "<|im_start|>"], padding_side="left",
@@ -109,12 +141,12 @@ def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 400) ->
     tok.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, max_position_embeddings=2048, bos_token_id=None,
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=hidden // 32, num_key_value_heads=hidden // 32, head_dim=32, max_position_embeddings=2048, bos_token_id=None,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
-    _pretrain(model, tok, seed, pretrain_steps)
+    _pretrain(model, tok, seed, pretrain_steps, lr)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(out)
     tok.save_pretrained(out)

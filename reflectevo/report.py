@@ -215,3 +215,25 @@ def plot_curves(curves: dict[str, dict[int, dict[str, float]]], path: str | Path
     fig.savefig(path, format="png")
     plt.close(fig)
     return path.read_bytes()
+
+
+def retry_breakdown(results_path: str | Path) -> dict[str, float]:
+    """Where a gain in Acc@t2 comes from, over the problems wrong at trial 1: how often the retry changed its
+    answer (`changed`), and how often a changed answer was right (`right_when_changed`; with k options a changed
+    answer picked at random is right 1/(k-1) of the time). Stopping to repeat a failed answer moves the first;
+    learning the task moves the second."""
+    path = Path(results_path)
+    stamp = path.stem.removeprefix("results_")
+    changed = right = wrong_first = 0
+    for samples in path.parent.glob(f"samples_*_{stamp}.jsonl"):
+        for line in samples.read_text().splitlines():
+            row = json.loads(line)
+            if row["statuses"][0] == "correct" or len(row["statuses"]) < 2:
+                continue
+            wrong_first += 1
+            first, retry = row["filtered_resps"][0], row["filtered_resps"][2]
+            if retry != first:
+                changed += 1
+                right += row["statuses"][1] == "correct"
+    return {"changed": changed / wrong_first if wrong_first else float("nan"),
+            "right_when_changed": right / changed if changed else float("nan")}

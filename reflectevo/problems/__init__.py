@@ -49,7 +49,8 @@ class ProblemSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str = Field(description="Task family name; a built-in name ('choice', 'math') needs nothing else.")
-    format: str = Field(default="builtin", description="Row format: 'builtin' or a registered parser name.")
+    format: str = Field(default="builtin", description="Row format: 'builtin' (our own Problem records: the "
+                        "built-in task's file, or `path`) or a registered parser name.")
     path: str | None = Field(default=None, description="Local .jsonl/.json/.parquet file; or use `hub_id`.")
     hub_id: str | None = Field(default=None, description="Dataset id for `datasets.load_dataset` (needs the hub).")
     split: str = Field(default="test", description="Split to read when loading from the hub.")
@@ -60,9 +61,9 @@ class ProblemSource(BaseModel):
     def _readable(self) -> ProblemSource:
         if self.format not in PARSERS:
             raise ValueError(f"unknown problem format {self.format!r}; known: {', '.join(sorted(PARSERS))}")
-        if self.format == "builtin" and self.task not in BUILTIN_TASKS:
+        if self.format == "builtin" and self.task not in BUILTIN_TASKS and not self.path:
             raise ValueError(f"unknown built-in task {self.task!r}; known: {', '.join(sorted(BUILTIN_TASKS))} "
-                             "(a file in a public format needs `format` and `path`)")
+                             "(a file of our own Problem records needs `path`; a public format needs `format` too)")
         if self.format != "builtin" and not (self.path or self.hub_id):
             raise ValueError(f"problem source {self.task!r} needs `path` or `hub_id` for format {self.format!r}")
         return self
@@ -191,7 +192,7 @@ def load_problems(source: ProblemSource) -> list[Problem]:
 
 def load_problems_reporting(source: ProblemSource) -> tuple[list[Problem], list[Repair]]:
     """All problems of one source, in source order, and each repair made to read the source whole."""
-    if source.format == "builtin":
+    if source.format == "builtin" and not source.path:
         ref = resources.files("reflectevo.problems") / "data" / BUILTIN_TASKS[source.task]
         with resources.as_file(ref) as p:
             located = [(str(p), n, row) for n, row in read_rows(str(p))]

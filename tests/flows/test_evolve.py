@@ -63,10 +63,11 @@ def test_stored_prompts_are_rendered_before_generation(two_rounds, tiny_model_pa
     _, (r1, _) = two_rounds
     engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, None)
     for t in trajectories(r1):
-        assert t.first.prompt == engine.render(reasoning_messages(t.problem))
+        shots = r1.config["generate"]["fewshot"]
+        assert t.first.prompt == engine.render(reasoning_messages(t.problem, shots))
         for r in t.reflections:
             assert r.prompt == engine.render(reflection_messages(t.problem, t.first.output, r.instruction_id, FEEDBACK_WRONG))
-            assert r.second.prompt == engine.render(correction_messages(t.problem, t.first.output, r.text))
+            assert r.second.prompt == engine.render(correction_messages(t.problem, t.first.output, r.text, shots))
 
 
 def test_dplus_is_exactly_the_verified_fixes(two_rounds):

@@ -1,0 +1,45 @@
+"""The learnable world: seeded, any size, a rule with exactly one answer, in the project's own problem format."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from reflectevo.problems import ProblemSource, load_problems
+from reflectevo.problems.world import RULES, world_problems, write_world
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_rule_has_one_answer_and_the_gold_letter_names_it(rule):
+    for p in world_problems(rule, 300, seed=3):
+        values = [int(c) for c in p.choices]
+        assert len(set(values)) == 4 and p.kind == "choice"
+        gold = values["ABCD".index(p.answer)]
+        if rule == "largest":
+            assert gold == max(values)
+        elif rule == "smallest":
+            assert gold == min(values)
+        elif rule == "even":
+            assert gold % 2 == 0 and sum(v % 2 == 0 for v in values) == 1
+        else:
+            assert abs(gold - 50) == min(abs(v - 50) for v in values)
+            assert sum(abs(v - 50) == abs(gold - 50) for v in values) == 1
+
+
+def test_seeded_any_size_and_chance_is_a_quarter():
+    a, b = world_problems("largest", 2000, seed=1), world_problems("largest", 2000, seed=1)
+    assert a == b and world_problems("largest", 10, seed=2) != a[:10]
+    letters = Counter(p.answer for p in a)
+    assert all(abs(letters[c] / 2000 - 0.25) < 0.04 for c in "ABCD")  # a letter prior cannot beat chance
+
+
+def test_a_world_file_loads_through_the_ordinary_problem_source(tmp_path):
+    path = write_world(tmp_path / "w.jsonl", "smallest", 50, seed=0)
+    problems = load_problems(ProblemSource(task="world-smallest", path=str(path)))
+    assert problems == world_problems("smallest", 50, seed=0)
+
+
+def test_an_unknown_rule_is_named():
+    with pytest.raises(ValueError, match="unknown world rule 'median'"):
+        world_problems("median", 5)
