@@ -42,8 +42,9 @@ class RoundConfig(BaseModel):
                        description="'smollm2-135m', 'tiny', a local path or a hub id.")
     tasks: list[str] = Field(default_factory=lambda: ["choice", "math"], description="Built-in task families.")
     sources: list[ProblemSource] = Field(default_factory=list, description="Problem sources beyond `tasks`.")
-    limit: int | None = Field(default=16, ge=1, description="Problems per task at most (before the split); None: all.")
-    eval_fraction: float = Field(default=0.25, gt=0.0, lt=1.0, description="Share of problems held out.")
+    limit: int | None = Field(default=32, ge=1, description="Problems per task at most (before the split); None: all.")
+    eval_fraction: float = Field(default=0.5, gt=0.0, lt=1.0, description="Share of problems held out (default: 32 "
+                                 "of the 64 built-in problems, enough for a stderr that says something).")
     split_seed: int = Field(default=0, description="Seed of the question-level pool/eval split.")
     shard_size: int = Field(default=16, ge=1, description="Pool problems per generation shard.")
     runner: Literal["local", "ray"] = Field(default="local", description="Where generation shards run: 'local' "
