@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 from reflectevo.lineage import Lineage
@@ -160,16 +161,18 @@ def curve_point(results_path: str | Path, task: str = "all") -> dict[str, float]
     return point
 
 
-def per_problem(results_path: str | Path, metric: str) -> dict[str, float]:
-    """{doc_hash: metric} over every task's samples file written beside a results file (same timestamp)."""
+def sample_rows(results_path: str | Path) -> Iterator[dict]:
+    """Every sample row of every task's samples file written beside a results file (same timestamp)."""
     path = Path(results_path)
     stamp = path.stem.removeprefix("results_")
-    values: dict[str, float] = {}
-    for samples in path.parent.glob(f"samples_*_{stamp}.jsonl"):
+    for samples in sorted(path.parent.glob(f"samples_*_{stamp}.jsonl")):
         for line in samples.read_text().splitlines():
-            row = json.loads(line)
-            values[row["doc_hash"]] = float(row[metric])
-    return values
+            yield json.loads(line)
+
+
+def per_problem(results_path: str | Path, metric: str) -> dict[str, float]:
+    """{doc_hash: metric} over the evaluation's samples."""
+    return {row["doc_hash"]: float(row[metric]) for row in sample_rows(results_path)}
 
 
 def paired_gain(before: str | Path, after: str | Path, metric: str = "acc@t2") -> tuple[float, float]:
@@ -222,18 +225,13 @@ def retry_breakdown(results_path: str | Path) -> dict[str, float]:
     answer (`changed`), and how often a changed answer was right (`right_when_changed`; with k options a changed
     answer picked at random is right 1/(k-1) of the time). Stopping to repeat a failed answer moves the first;
     learning the task moves the second."""
-    path = Path(results_path)
-    stamp = path.stem.removeprefix("results_")
     changed = right = wrong_first = 0
-    for samples in path.parent.glob(f"samples_*_{stamp}.jsonl"):
-        for line in samples.read_text().splitlines():
-            row = json.loads(line)
-            if row["statuses"][0] == "correct" or len(row["statuses"]) < 2:
-                continue
-            wrong_first += 1
-            first, retry = row["filtered_resps"][0], row["filtered_resps"][2]
-            if retry != first:
-                changed += 1
-                right += row["statuses"][1] == "correct"
+    for row in sample_rows(results_path):
+        if row["statuses"][0] == "correct" or len(row["statuses"]) < 2:
+            continue
+        wrong_first += 1
+        if row["filtered_resps"][2] != row["filtered_resps"][0]:
+            changed += 1
+            right += row["statuses"][1] == "correct"
     return {"changed": changed / wrong_first if wrong_first else float("nan"),
             "right_when_changed": right / changed if changed else float("nan")}
