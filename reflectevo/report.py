@@ -113,35 +113,10 @@ def summary_markdown(manifest: RoundManifest, lineage: Lineage, card: str, plot_
 
 
 def plot_accuracy(lineage: Lineage, path: str | Path) -> bytes:
-    """Acc@t1 and Acc@t2 by round with stderr bars, per task (all tasks bold); writes the PNG, returns its bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rounds = [e.round for e in lineage.history]
+    """Acc@t1 and Acc@t2 by round with stderr bars, one colour per task; writes the PNG, returns its bytes."""
     tasks = sorted({t for e in lineage.history for t in e.metrics} - {"all"}) + ["all"]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for i, task in enumerate(tasks):
-        width = 2.5 if task == "all" else 1.0
-        color = "black" if task == "all" else f"C{i}"
-        for metric, style in (("acc@t1", "--"), ("acc@t2", "-")):
-            ys = [e.metrics.get(task, {}).get(metric, float("nan")) for e in lineage.history]
-            errs = [e.metrics.get(task, {}).get(f"{metric}_stderr", 0.0) for e in lineage.history]
-            ax.errorbar(rounds, ys, yerr=errs, fmt=style, marker="o", color=color, linewidth=width, capsize=3,
-                        label=f"{task} {metric}")
-    ax.set_xlabel("round")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(rounds)
-    ax.set_title(f"{lineage.name}: Acc@t1 (dashed) and Acc@t2 (solid) by round, stderr bars")
-    ax.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path.read_bytes()
+    curves = {task: {e.round: e.metrics[task] for e in lineage.history if task in e.metrics} for task in tasks}
+    return plot_curves(curves, path, f"{lineage.name}: Acc@t1 (dashed) and Acc@t2 (solid) by round, stderr bars")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -205,7 +180,7 @@ def plot_curves(curves: dict[str, dict[int, dict[str, float]]], path: str | Path
             errs = [points[r].get(f"{metric}_stderr", float("nan")) for r in rounds]
             ax.errorbar(rounds, ys, yerr=[0 if math.isnan(e) else e for e in errs], fmt=style, marker="o",
                         color=f"C{i}", capsize=3, linewidth=2 if metric == "acc@t2" else 1, label=f"{name} {metric}")
-    ax.set_xlabel("round (0: before training)")
+    ax.set_xlabel("round")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks(sorted({r for points in curves.values() for r in points}))
