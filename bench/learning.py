@@ -71,7 +71,7 @@ def measure(args) -> dict:
     points = {name: {r: {**curve_point(p), **retry_breakdown(p)} for r, p in curve.items()}
               for name, curve in curves.items()}
     gains = {name: paired_gain(curve[0], curve[max(curve)]) for name, curve in curves.items()}
-    plot_curves(points, args.png, f"{Path(problems).name}: held-out accuracy by round (0: untrained) "
+    plot_curves(points, args.png, f"{Path(problems).name}: held-out accuracy by round (0: untrained), "
                 f"{int(points['learning'][0]['n'])} problems, stderr bars")
     return {"points": points, "gains": gains, "seconds": time.perf_counter() - start}
 
