@@ -1,8 +1,10 @@
-"""A tiny Llama-style model with a locally trained tokenizer: the offline stand-in for a real model in tests.
+"""A tiny Llama-style model with a locally trained tokenizer: the offline stand-in for a real model.
 
-Built from a config in seconds and saved like any HF checkpoint, so every code path that loads a model
-(engines, LoRA training, adapters) runs on it unchanged. Llama, not Qwen2: transformers swaps the tokenizer
-class of Qwen2 checkpoints, which changes the token ids of a locally trained tokenizer.
+Built from a config in a few minutes on one CPU core and saved like any HF checkpoint, so every code path that
+loads a model (engines, LoRA and full training, adapters) runs on it unchanged. It is pretrained on the format
+of each prompt role and on reading an option's letter, never on a task's rule: the learnable world
+(reflectevo/problems/world.py) asks it to learn one through the loop. Llama, not Qwen2: transformers swaps the
+tokenizer class of Qwen2 checkpoints, which changes the token ids of a locally trained tokenizer.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def _pretrain(model, tok, seed: int, steps: int, lr: float) -> None:
 
 def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 1500, lr: float = 3e-3, hidden: int = 128,
                layers: int = 2) -> Path:
-    """Write a ~150k-parameter Llama checkpoint, tokenizer and chat template to `out_dir`; seconds on a CPU."""
+    """Write a ~0.6M-parameter Llama checkpoint, tokenizer and chat template to `out_dir`; minutes on a CPU."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
