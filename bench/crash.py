@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-CONFIG = {"shard_size": 2, "generate": {"reflections": 3, "trial_max_tokens": 24, "reflection_max_tokens": 16},
+CONFIG = {"shard_size": 2, "generate": {"fewshot": 0, "reflections": 3, "trial_max_tokens": 24, "reflection_max_tokens": 16},
           "evaluate": {"trial_max_tokens": 24, "reflection_max_tokens": 16}, "train": {"max_steps": 2, "batch_size": 2}}
 
 

