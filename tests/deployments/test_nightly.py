@@ -217,7 +217,7 @@ def test_served_deployments_chain_a_round_to_the_next_through_run_deployment(sta
         assert nightly["global_concurrency_limit"]["limit"] == 1
 
         first = flow_run_id(stack.run("chain", NAME="clean").stdout)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600  # two tiny rounds, each evaluated with and without reflection
         while not (chained := stack.post("/flow_runs/filter",
                                           {"flow_runs": {"name": {"any_": ["evolve-clean-r3"]}}})):
             assert time.monotonic() < deadline, "round 3 was never scheduled"
