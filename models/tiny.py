@@ -22,7 +22,12 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 
 WORDS = ("the step check error plan trial question value number first then so we which option holds largest "
-         "smallest closest to is of a an and or not more less than most least even odd sum order").split()
+         "smallest closest to is of a an and or not more less than most least even odd sum order how many what "
+         "who where when why does did has have are was were be can must will would following true false statement "
+         "word means opposite same before after each every all some none one two three four five ten hundred "
+         "metres kilometres dollars cost costs shop sells pens cats dogs shelter time day week year city river "
+         "red blue green big small tall short old new fast slow left right up down in on at by for from with "
+         "squared times plus minus half double total per cent").split()
 
 
 def _option_texts(rng: random.Random, count: int) -> list[str]:
@@ -37,8 +42,8 @@ def _chats(seed: int, count: int) -> list[tuple[str, str]]:
 
     Questions and options are arbitrary text and every letter is drawn uniformly, so nothing here correlates
     with any rule a task may have: on a world's held-out problems the first answers are at chance. A reasoning
-    prompt is answered `Finish[<letter>]`; a reflection names another option than the failed one ("... try
-    option C."), as a reflection that gives up a wrong answer would; a correction answers the option its
+    prompt is answered `Finish[<letter>]`; a reflection names the failed option and another one ("... option
+    (B) failed, try option C."), as a reflection that gives up a wrong answer would; a correction answers the option its
     reflection named. Whether the named option is right is what a round must teach, through the verifier alone.
     """
     from models.prompts import FEEDBACK_WRONG, INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
@@ -55,12 +60,14 @@ def _chats(seed: int, count: int) -> list[tuple[str, str]]:
         # builds on. The other half are arbitrary text, answered at random. Neither names a rule.
         lookup = rng.random() < 0.5 and len(set(choices)) == len(choices)
         target = rng.choice(letters) if lookup else None
-        question = f"Which option holds {choices[letters.index(target)]}?" if lookup else f"{words(rng.randint(3, 8))}?"
+        question = f"Which option holds {choices[letters.index(target)]}?" if lookup else f"{words(rng.randint(3, 20))}?"
         problem = Problem(id=str(i), task="choice", kind="choice", question=question, answer="A", choices=choices)
         failed_letter = rng.choice([c for c in letters if c != target])
         failed = f"Finish[{failed_letter}]"
         hint = target or rng.choice([c for c in letters if c != failed_letter])
-        reflection = f"{words(rng.randint(1, 3))} try option ({hint})."
+        # The reflection names the failed option before the next one: a letter just written is one a small model
+        # can see to avoid, so from the start it gives up the failed answer (and a round has only the rule to learn).
+        reflection = f"{words(rng.randint(1, 3))} option ({failed_letter}) failed, try option ({hint})."
         role = (0, 1, 1, 2, 2)[i % 5]  # the reflection and the correction are the roles that take learning
         if role == 0:
             messages, reply = reasoning_messages(problem), f"Finish[{target or rng.choice(letters)}]"
