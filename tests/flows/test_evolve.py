@@ -24,7 +24,7 @@ def two_rounds(prefect_harness, tiny_model_path, tmp_path_factory):
     config = run_dir / "config.json"
     config.write_text(json.dumps({
         "shard_size": 5, "eval_fraction": 0.25,
-        "generate": {"reflections": 3, "trial_max_tokens": 24, "reflection_max_tokens": 16},
+        "generate": {"fewshot": 0, "reflections": 3, "trial_max_tokens": 24, "reflection_max_tokens": 16},
         "evaluate": {"trial_max_tokens": 24, "reflection_max_tokens": 16},
         "train": {"max_steps": 2, "batch_size": 2},
     }))
