@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     sys.path[0] = str(ROOT)  # run as a script from a checkout; bench/verifiers.py must not shadow `verifiers`
 
-from reflectevo.curate import CurateConfig, Judge, JudgeResult  # noqa: E402
+from reflectevo.config import CurateConfig  # noqa: E402
+from reflectevo.curate import Judge, JudgeResult  # noqa: E402
 from reflectevo.schema import PairRecord, Problem, Reflection, SFTRecord, Trajectory  # noqa: E402
 
 REFLECTIONS_PER_TRAJECTORY = 3

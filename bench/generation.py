@@ -141,8 +141,9 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
     """Prints the generation_ratio line for one engine; returns its engine tok/s and device."""
     import torch
 
-    from models.engines import EngineConfig, load_engine, release_engines
+    from models.engines import load_engine, release_engines
     from models.prompts import reasoning_messages
+    from reflectevo.config import EngineConfig
     from reflectevo.generate import attempt_batch
 
     config = EngineConfig(name=name)
@@ -190,9 +191,9 @@ def main() -> None:
                         help="timed rounds per phase after the burn-in; the fastest counts")
     args = parser.parse_args()
 
-    from models.engines import SamplingConfig
     from models.loading import resolve_model
-    from reflectevo.problems import ProblemSource, load_problems
+    from reflectevo.config import ProblemSource, SamplingConfig
+    from reflectevo.problems import load_problems
 
     half = args.n_prompts // 2
     problems = (load_problems(ProblemSource(task="choice"))[: args.n_prompts - half]

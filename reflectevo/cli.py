@@ -34,8 +34,8 @@ from rich.table import Table  # noqa: E402
 
 from reflectevo.errors import PermanentError  # noqa: E402
 from reflectevo.interop import export_command, export_model_command, import_command  # noqa: E402
-from reflectevo.resume_cmd import resume_command  # noqa: E402
 from reflectevo.report import pm  # noqa: E402
+from reflectevo.resume_cmd import resume_command  # noqa: E402
 from reflectevo.schema import RoundManifest  # noqa: E402
 from verifiers.cli import verify_command  # noqa: E402
 
@@ -168,8 +168,8 @@ def evolve(
 
 def report_repairs(cfg) -> None:
     """Check the model and load every problem source whole; print what had to be repaired, one line per kind."""
-    from reflectevo.config import preflight
     from reflectevo.problems import summarize_repairs
+    from reflectevo.rounds import preflight
 
     for task, repairs in preflight(cfg).items():
         for line in summarize_repairs(repairs):

@@ -24,58 +24,14 @@ import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
-from models.prompts import FEEDBACK_WRONG, INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
+from models.engines import Engine, load_engine
+from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
+from reflectevo.config import EngineConfig, EvalConfig
 from reflectevo.generate import attempt_batch
 from reflectevo.schema import Attempt, ModelRef, Problem
 from reflectevo.shards import atomic_write_text, content_key, file_sha256, read_jsonl, write_jsonl
 
 TASK_VERSION = 1.0  # bump when prompts or scoring change what a task's numbers mean
-
-
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    protocol: Literal["paper", "evolution"] = Field(
-        default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
-        "trial 1 from the round's model.")
-    feedback: Literal["oracle", "intrinsic"] = Field(
-        default="oracle", description="oracle (the paper): only wrong answers are reflected on, and the model is "
-        "told they were wrong, so accuracy cannot fall; intrinsic (SCoRe): every answer is reflected on and retried "
-        "and no verdict is shown, so a right answer can turn wrong (delta_c2i).")
-    turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
-                       "each trial, acc@t1 .. acc@t{T+1}.")
-    instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
-    trial_max_tokens: int = Field(default=192, ge=1)
-    reflection_max_tokens: int = Field(default=128, ge=1)
-
-    def model_post_init(self, _) -> None:
-        if self.instruction_id not in INSTRUCTIONS:
-            raise ValueError(f"evaluate.instruction_id {self.instruction_id!r} is not a pool key like '1-1-1'")
-
-    def trial_sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_tokens=self.trial_max_tokens)
-
-    def reflection_sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_tokens=self.reflection_max_tokens)
-
-    def trial_names(self) -> list[str]:
-        return [f"acc@t{k}" for k in range(1, self.turns + 2)]
-
-    def metric_names(self) -> list[str]:
-        """Every metric of a results row; each also gets its `_stderr`.
-
-        acc@t{k}: accuracy of the answer standing after trial k; acc@t{k}_noreflect: the same retries without the
-        reflection (the baseline that a gain from reflection must beat); delta = acc@t2 - acc@t1; reflection_gain =
-        acc@t2 - acc@t2_noreflect; delta_i2c / delta_c2i: share of all problems wrong at t1 and right at t2, and the
-        reverse.
-        """
-        retries = [f"{name}_noreflect" for name in self.trial_names()[1:]]
-        return [*self.trial_names(), *retries, "delta", "reflection_gain", "delta_i2c", "delta_c2i"]
 
 
 def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig, fewshot: int = 0) -> list[Attempt]:

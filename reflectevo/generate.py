@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
+from models.engines import Engine, load_engine
 from models.prompts import (
     FEEDBACK_WRONG,
     correction_messages,
@@ -22,38 +18,10 @@ from models.prompts import (
     reasoning_messages,
     reflection_messages,
 )
+from reflectevo.config import EngineConfig, GenerateConfig, SamplingConfig
 from reflectevo.schema import Attempt, ModelRef, Problem, Reflection, ShardManifest, Trajectory
 from reflectevo.shards import content_key, finished, read_jsonl, write_shard
 from verifiers import verify_many
-
-
-class GenerateConfig(BaseModel):
-    """Sampling and sizes of the generation stage."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fewshot: int = Field(default=3, ge=0, le=3, description="Worked examples (models/prompts.py EXEMPLARS) in the "
-                         "reasoning and correction prompts; evaluation asks with the same prompts.")
-    instructions: int = Field(default=1, ge=1, le=32, description="Pool instructions drawn per failed problem (m).")
-    reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
-    temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
-    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
-    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
-    seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
-    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
-    verdicts: Literal["verifier", "shuffled"] = Field(
-        default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
-        "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "
-        "judged correct and cuts its link to the answer. A loop that still 'learns' under it learns something "
-        "other than the task. Evaluation always uses the true verifier.")
-
-    def trial_sampling(self) -> SamplingConfig:
-        return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
-
-    def reflection_sampling(self, n: int) -> SamplingConfig:
-        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.reflection_max_tokens, seed=self.seed)
 
 
 def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], sampling: SamplingConfig,

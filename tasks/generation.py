@@ -9,9 +9,8 @@ from prefect import get_run_logger, task
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
-from models.engines import EngineConfig
-from reflectevo.config import RoundConfig
-from reflectevo.generate import GenerateConfig, generate_shard, generation_key
+from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
+from reflectevo.generate import generate_shard, generation_key
 from reflectevo.rounds import PreparedProblems, prepare_problems
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished

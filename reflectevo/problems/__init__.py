@@ -20,12 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from reflectevo.config import ProblemSource
 from reflectevo.errors import ConfigError, DataError
-from reflectevo.schema import Kind, Problem
-
-BUILTIN_TASKS = {"choice": "choice.jsonl", "math": "math.jsonl"}
+from reflectevo.schema import Problem
 
 RowParser = Callable[[dict[str, Any], "ProblemSource", str], Problem]
 PARSERS: dict[str, RowParser] = {}
@@ -41,32 +40,6 @@ class BadInput(DataError):
         self.file, self.line, self.field, self.message = file, line, field, message
         where = f"{file}" + (f", line {line}" if line is not None else "") + (f", field '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
-
-
-class ProblemSource(BaseModel):
-    """One task family to load. The built-in families need only `task`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str = Field(description="Task family name; a built-in name ('choice', 'math') needs nothing else.")
-    format: str = Field(default="builtin", description="Row format: 'builtin' (our own Problem records: the "
-                        "built-in task's file, or `path`) or a registered parser name.")
-    path: str | None = Field(default=None, description="Local .jsonl/.json/.parquet file; or use `hub_id`.")
-    hub_id: str | None = Field(default=None, description="Dataset id for `datasets.load_dataset` (needs the hub).")
-    split: str = Field(default="test", description="Split to read when loading from the hub.")
-    kind: Kind | None = Field(default=None, description="Override the answer kind the format implies.")
-    columns: dict[str, str] = Field(default_factory=dict, description="'mapped' format: our field -> source column.")
-
-    @model_validator(mode="after")
-    def _readable(self) -> ProblemSource:
-        if self.format not in PARSERS:
-            raise ValueError(f"unknown problem format {self.format!r}; known: {', '.join(sorted(PARSERS))}")
-        if self.format == "builtin" and self.task not in BUILTIN_TASKS and not self.path:
-            raise ValueError(f"unknown built-in task {self.task!r}; known: {', '.join(sorted(BUILTIN_TASKS))} "
-                             "(a file of our own Problem records needs `path`; a public format needs `format` too)")
-        if self.format != "builtin" and not (self.path or self.hub_id):
-            raise ValueError(f"problem source {self.task!r} needs `path` or `hub_id` for format {self.format!r}")
-        return self
 
 
 class Repair(NamedTuple):
@@ -193,7 +166,7 @@ def load_problems(source: ProblemSource) -> list[Problem]:
 def load_problems_reporting(source: ProblemSource) -> tuple[list[Problem], list[Repair]]:
     """All problems of one source, in source order, and each repair made to read the source whole."""
     if source.format == "builtin" and not source.path:
-        ref = resources.files("reflectevo.problems") / "data" / BUILTIN_TASKS[source.task]
+        ref = resources.files("reflectevo.problems") / "data" / f"{source.task}.jsonl"
         with resources.as_file(ref) as p:
             located = [(str(p), n, row) for n, row in read_rows(str(p))]
     elif source.path:

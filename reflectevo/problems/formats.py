@@ -26,7 +26,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from reflectevo.problems import ProblemSource, note_repair, register_parser
+from reflectevo.config import ProblemSource
+from reflectevo.problems import note_repair, register_parser
 from reflectevo.schema import Problem
 from verifiers.math import last_boxed
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig, load_engine
+from models.engines import load_engine
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
+from reflectevo.config import EngineConfig
 from reflectevo.curate import filter_reason
 from reflectevo.schema import PairRecord, Problem, RoundManifest, SFTRecord, Trajectory
 from reflectevo.shards import read_jsonl, read_records

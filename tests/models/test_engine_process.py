@@ -8,8 +8,9 @@ from fractions import Fraction
 
 import pytest
 
-from models.engines import REGISTRY, EngineConfig, load_engine, release_engines
+from models.engines import REGISTRY, load_engine, release_engines
 from models.engines.process import WorkerError, WorkerProcess
+from reflectevo.config import EngineConfig
 
 
 class TestWorkerProcess:

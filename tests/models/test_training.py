@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
 from models.training import (
-    TrainConfig,
     base_model_of,
     build_trainer,
     correction_target,
@@ -20,6 +19,7 @@ from models.training import (
     train_adapter,
 )
 from reflectevo.cli import app
+from reflectevo.config import TrainConfig
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import file_sha256, write_shard
 
@@ -91,8 +91,9 @@ TINY = dict(max_steps=2, batch_size=2, eval_fraction=0.34, eval_steps=1, learnin
 
 @pytest.mark.parametrize("setting", ["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"])
 def test_setting_trains_lora_only_and_next_round_generates_with_it(setting, datasets, tiny_model_path, tmp_path):
-    from models.engines import EngineConfig, load_engine
-    from reflectevo.generate import GenerateConfig, run_round_steps
+    from models.engines import load_engine
+    from reflectevo.config import EngineConfig, GenerateConfig
+    from reflectevo.generate import run_round_steps
 
     base_sha = file_sha256(f"{tiny_model_path}/model.safetensors")
     manifest = train_adapter(TrainConfig(setting=setting, **TINY), tiny_model_path, None, datasets,
@@ -233,8 +234,9 @@ def test_base_model_falls_back_to_adapter_config_and_else_asks_for_it(tmp_path):
 
 def test_full_fine_tuning_saves_a_whole_checkpoint_that_the_next_round_loads(datasets, tiny_model_path, tmp_path):
     """`lora: false` fine-tunes every weight; the next round's engine and training start from that checkpoint."""
-    from models.engines import EngineConfig, SamplingConfig, load_engine, release_engines
+    from models.engines import load_engine, release_engines
     from models.loading import is_full_checkpoint, weights_for
+    from reflectevo.config import EngineConfig, SamplingConfig
 
     cfg = TrainConfig(lora=False, max_steps=2, batch_size=2, eval_fraction=0.0)
     first = train_adapter(cfg, tiny_model_path, None, datasets, str(tmp_path / "r1"))

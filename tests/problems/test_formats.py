@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reflectevo.problems import BadInput, ProblemSource, load_problems
+from reflectevo.config import ProblemSource
+from reflectevo.problems import BadInput, load_problems
 from reflectevo.problems.formats import split_options
 
 SAMPLES = Path(__file__).parents[2] / "reflectevo" / "problems" / "data" / "samples"

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from reflectevo.problems import ProblemSource, load_problems
+from reflectevo.config import ProblemSource
+from reflectevo.problems import load_problems
 from reflectevo.problems.world import RULES, world_problems, write_world
 
 

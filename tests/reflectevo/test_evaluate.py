@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig
-from reflectevo.evaluate import EvalConfig, evaluate_model, first_trials, run_eval
+from reflectevo.config import EngineConfig, EvalConfig
+from reflectevo.evaluate import evaluate_model, first_trials, run_eval
 from reflectevo.schema import ModelRef, Problem
 from reflectevo.shards import write_jsonl
 

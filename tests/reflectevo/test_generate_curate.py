@@ -7,8 +7,9 @@ import re
 import pytest
 
 from models.prompts import INSTRUCTIONS
-from reflectevo.curate import CurateConfig, JudgeResult, build_sets, states_gold
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import CurateConfig, GenerateConfig
+from reflectevo.curate import JudgeResult, build_sets, states_gold
+from reflectevo.generate import run_round_steps
 from reflectevo.schema import Problem
 
 

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
-from reflectevo.curate import CurateConfig, ModelJudge, OpenAIJudge, build_sets, make_judge
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import CurateConfig, GenerateConfig
+from reflectevo.curate import ModelJudge, OpenAIJudge, build_sets, make_judge
+from reflectevo.generate import run_round_steps
 from reflectevo.schema import ModelRef, Problem
 
 PREFERRED = "Option C fits better."

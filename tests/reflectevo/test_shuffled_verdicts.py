@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import GenerateConfig
+from reflectevo.generate import run_round_steps
 from reflectevo.schema import Problem
 
 

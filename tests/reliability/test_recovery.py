@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.config import RoundConfig
+from reflectevo.config import ProblemSource, RoundConfig
 from reflectevo.errors import ConfigError, DataError, RefusedError
 from reflectevo.lineage import lineage_lock, next_round, read_lineage, reconcile
-from reflectevo.problems import ProblemSource, load_problems_reporting, summarize_repairs
+from reflectevo.problems import load_problems_reporting, summarize_repairs
 from reflectevo.rounds import write_manifest
 from reflectevo.schema import ModelRef, RoundManifest
 from tasks import is_permanent, retry_transient

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig, load_engine, vllm_installed
+from models.engines import load_engine, vllm_installed
+from reflectevo.config import EngineConfig
 
 HERE = Path(__file__).parent
 NO_VLLM = ("vLLM is not installed in this environment: run scripts/test-vllm-cpu.sh (CPU), "
