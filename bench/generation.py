@@ -144,7 +144,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
     from models.engines import load_engine, release_engines
     from models.prompts import reasoning_messages
     from reflectevo.config import EngineConfig
-    from reflectevo.generate import attempt_batch
+    from stages.generate import attempt_batch
 
     config = EngineConfig(name=name)
     engine = load_engine(config.model_dump_json(), model_path, None)
@@ -192,8 +192,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from models.loading import resolve_model
+    from problems import load_problems
     from reflectevo.config import ProblemSource, SamplingConfig
-    from reflectevo.problems import load_problems
 
     half = args.n_prompts // 2
     problems = (load_problems(ProblemSource(task="choice"))[: args.n_prompts - half]

@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from problems import load_problems  # noqa: E402
 from reflectevo.config import ProblemSource  # noqa: E402
-from reflectevo.problems import load_problems  # noqa: E402
 
-SAMPLES = ROOT / "reflectevo" / "problems" / "data" / "samples"
+SAMPLES = ROOT / "problems" / "data" / "samples"
 
 
 def _rate(n: int, fn) -> float:

@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import (
+from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
+from stages.lineage import (
     StopPolicy,
     check_rounds,
     evolve_overrides,
@@ -25,8 +26,7 @@ from reflectevo.lineage import (
     result_storage_for,
     stop_reason,
 )
-from reflectevo.rounds import PreparedProblems, model_for_round, tidy_run, write_manifest, write_round_config
-from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
+from stages.prepare import PreparedProblems, model_for_round, tidy_run, write_manifest, write_round_config
 from tasks.artifacts import publish_round_task, report_progress, start_progress
 from tasks.concurrency import engine_slot
 from tasks.curation import curate_task

@@ -33,10 +33,10 @@ from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from reflectevo.errors import PermanentError  # noqa: E402
-from reflectevo.interop import export_command, export_model_command, import_command  # noqa: E402
-from reflectevo.report import pm  # noqa: E402
 from reflectevo.resume_cmd import resume_command  # noqa: E402
 from reflectevo.schema import RoundManifest  # noqa: E402
+from stages.interop import export_command, export_model_command, import_command  # noqa: E402
+from stages.report import pm  # noqa: E402
 from verifiers.cli import verify_command  # noqa: E402
 
 # rich_markup_mode=None: usage errors print click's plain "Error: ..." line, not a box that wraps the message.
@@ -148,8 +148,8 @@ def evolve(
                                                   "cluster in RAY_ADDRESS, else starts a local Ray.")] = None,
 ) -> None:
     """Run evolution rounds under Prefect and print each round's counts and Acc@t1/Acc@t2."""
-    from reflectevo.lineage import evolve_overrides, lineage_config, lineage_lock
-    from reflectevo.rounds import read_manifest
+    from stages.lineage import evolve_overrides, lineage_config, lineage_lock
+    from stages.prepare import read_manifest
 
     config_path = str(config) if config else None
     task_list = _split(tasks)
@@ -168,8 +168,8 @@ def evolve(
 
 def report_repairs(cfg) -> None:
     """Check the model and load every problem source whole; print what had to be repaired, one line per kind."""
-    from reflectevo.problems import summarize_repairs
-    from reflectevo.rounds import preflight
+    from problems import summarize_repairs
+    from stages.prepare import preflight
 
     for task, repairs in preflight(cfg).items():
         for line in summarize_repairs(repairs):

@@ -40,8 +40,8 @@ def resume_command(
     """Run round R of a run again: finished shards are reused, missing or failed ones are generated."""
     from reflectevo.cli import print_round, report_repairs
     from reflectevo.config import load_config
-    from reflectevo.lineage import lineage_lock, result_storage_for
-    from reflectevo.rounds import read_manifest
+    from stages.lineage import lineage_lock, result_storage_for
+    from stages.prepare import read_manifest
 
     config = round_config(run, round)
     # Checked before Prefect starts: the stored config still validates, its model and problem files still load.

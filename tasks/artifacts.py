@@ -21,9 +21,9 @@ from prefect.artifacts import (
 )
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import Lineage, artifact_key
-from reflectevo.report import card_excerpt, curation_rows, metrics_rows, plot_accuracy, summary_markdown
 from reflectevo.schema import RoundManifest
+from stages.lineage import Lineage, artifact_key
+from stages.report import card_excerpt, curation_rows, metrics_rows, plot_accuracy, summary_markdown
 
 
 @task(name="publish-round", task_run_name="publish-r{manifest.round}")

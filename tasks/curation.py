@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from reflectevo.config import RoundConfig
-from reflectevo.curate import curate, curation_key, make_judge
 from reflectevo.schema import DatasetManifest, ModelRef, ShardManifest
+from stages.curate import curate, curation_key, make_judge
 from tasks import retry_transient
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import task
 
 from reflectevo.config import RoundConfig
-from reflectevo.evaluate import evaluate_model
 from reflectevo.schema import ModelRef
+from stages.evaluate import evaluate_model
 from tasks import retry_transient
 
 

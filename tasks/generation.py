@@ -10,10 +10,10 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
-from reflectevo.generate import generate_shard, generation_key
-from reflectevo.rounds import PreparedProblems, prepare_problems
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished
+from stages.generate import generate_shard, generation_key
+from stages.prepare import PreparedProblems, prepare_problems
 from tasks import retry_transient
 from tasks.runners import current_worker
 

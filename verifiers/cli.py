@@ -28,9 +28,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from problems import PARSERS, BadInput, row_repairs, unique_ids
 from reflectevo.config import ProblemSource
 from reflectevo.errors import RefusedError
-from reflectevo.problems import PARSERS, BadInput, row_repairs, unique_ids
 from reflectevo.schema import Problem, VerdictStatus
 
 MAX_LINE_BYTES = 1 << 20

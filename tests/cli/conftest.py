@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from reflectevo.config import RoundConfig
-from reflectevo.interop import import_official
-from reflectevo.lineage import record_round
-from reflectevo.rounds import prepare_problems, write_manifest, write_round_config
 from reflectevo.schema import AdapterManifest, ModelRef, RoundManifest
+from stages.interop import import_official
+from stages.lineage import record_round
+from stages.prepare import prepare_problems, write_manifest, write_round_config
 
-OFFICIAL = Path(__file__).parents[1] / "reflectevo" / "fixtures"
+OFFICIAL = Path(__file__).parents[1] / "stages" / "fixtures"
 
 
 class FinishedRun:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import (
+from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest
+from stages.lineage import (
     Lineage,
     RoundEntry,
     StopPolicy,
@@ -20,8 +21,7 @@ from reflectevo.lineage import (
     result_storage_for,
     stop_reason,
 )
-from reflectevo.report import card_excerpt, curation_rows, metrics_rows
-from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest
+from stages.report import card_excerpt, curation_rows, metrics_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 

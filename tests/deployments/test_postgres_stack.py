@@ -11,9 +11,9 @@ import pytest
 from postgres import Postgres, pg_bin
 from prefect_stack import Stack, flow_run_id, stop
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import read_lineage
 from reflectevo.schema import Trajectory
 from reflectevo.shards import read_records
+from stages.lineage import read_lineage
 
 pytestmark = pytest.mark.deployments
 

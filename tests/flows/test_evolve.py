@@ -10,9 +10,9 @@ import pytest
 from models.engines import load_engine
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
 from reflectevo.config import EngineConfig
-from reflectevo.curate import filter_reason
 from reflectevo.schema import PairRecord, Problem, RoundManifest, SFTRecord, Trajectory
 from reflectevo.shards import read_jsonl, read_records
+from stages.curate import filter_reason
 
 pytestmark = pytest.mark.prefect
 

@@ -93,7 +93,7 @@ TINY = dict(max_steps=2, batch_size=2, eval_fraction=0.34, eval_steps=1, learnin
 def test_setting_trains_lora_only_and_next_round_generates_with_it(setting, datasets, tiny_model_path, tmp_path):
     from models.engines import load_engine
     from reflectevo.config import EngineConfig, GenerateConfig
-    from reflectevo.generate import run_round_steps
+    from stages.generate import run_round_steps
 
     base_sha = file_sha256(f"{tiny_model_path}/model.safetensors")
     manifest = train_adapter(TrainConfig(setting=setting, **TINY), tiny_model_path, None, datasets,

@@ -1,5 +1,5 @@
+from problems import load_problems, split_pool_eval
 from reflectevo.config import ProblemSource
-from reflectevo.problems import load_problems, split_pool_eval
 
 
 def test_split_is_exact_disjoint_and_independent_of_order():

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
+from problems import load_problems
+from problems.world import RULES, world_problems, write_world
 from reflectevo.config import ProblemSource
-from reflectevo.problems import load_problems
-from reflectevo.problems.world import RULES, world_problems, write_world
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))

@@ -9,9 +9,9 @@ import pytest
 
 from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
 from reflectevo.errors import ConfigError
-from reflectevo.generate import generation_key
-from reflectevo.rounds import preflight
 from reflectevo.schema import ModelRef
+from stages.generate import generation_key
+from stages.prepare import preflight
 from tasks.runners import current_worker, generation_runner
 
 

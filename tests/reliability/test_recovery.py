@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from problems import load_problems_reporting, summarize_repairs
 from reflectevo.config import ProblemSource, RoundConfig
 from reflectevo.errors import ConfigError, DataError, RefusedError
-from reflectevo.lineage import lineage_lock, next_round, read_lineage, reconcile
-from reflectevo.problems import load_problems_reporting, summarize_repairs
-from reflectevo.rounds import write_manifest
 from reflectevo.schema import ModelRef, RoundManifest
+from stages.lineage import lineage_lock, next_round, read_lineage, reconcile
+from stages.prepare import write_manifest
 from tasks import is_permanent, retry_transient
 
 ROOT = Path(__file__).parents[2]
@@ -211,7 +211,7 @@ def test_the_adapter_hash_ignores_key_and_target_module_order(tmp_path):
 
 
 def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path):
-    from reflectevo.rounds import drop_superseded_results, tidy_run
+    from stages.prepare import drop_superseded_results, tidy_run
 
     cfg = RoundConfig(model="tiny", run_dir=str(tmp_path / "runs"), name="t")
     round_dir = cfg.round_path(1)

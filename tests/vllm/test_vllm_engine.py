@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from models.prompts import reasoning_messages
+from problems import load_problems
 from reflectevo.config import EngineConfig, ProblemSource, SamplingConfig
-from reflectevo.problems import load_problems
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from reflectevo.cli import app
 from reflectevo.config import CurateConfig, GenerateConfig
-from reflectevo.curate import build_sets
-from reflectevo.generate import run_round_steps
-from reflectevo.interop import InteropError, export_official, import_official
 from reflectevo.schema import PairRecord, Problem, SFTRecord
 from reflectevo.shards import read_records, write_shard
+from stages.curate import build_sets
+from stages.generate import run_round_steps
+from stages.interop import InteropError, export_official, import_official
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = {"dplus": FIXTURES / "official_dplus.jsonl", "dpm": FIXTURES / "official_dpm.jsonl",

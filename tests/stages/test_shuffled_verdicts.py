@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from reflectevo.config import GenerateConfig
-from reflectevo.generate import run_round_steps
 from reflectevo.schema import Problem
+from stages.generate import run_round_steps
 
 
 def problems(n: int) -> list[Problem]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from models.loading import resolve_model, weights_sha256
+from problems import load_problems, load_problems_reporting, split_pool_eval
 from reflectevo.config import RoundConfig
 from reflectevo.errors import ConfigError
-from reflectevo.problems import load_problems, load_problems_reporting, split_pool_eval
 from reflectevo.schema import ModelRef, RoundManifest
 from reflectevo.shards import atomic_write_text, file_sha256, write_jsonl
 

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from reflectevo.config import CurateConfig, GenerateConfig
-from reflectevo.curate import ModelJudge, OpenAIJudge, build_sets, make_judge
-from reflectevo.generate import run_round_steps
 from reflectevo.schema import ModelRef, Problem
+from stages.curate import ModelJudge, OpenAIJudge, build_sets, make_judge
+from stages.generate import run_round_steps
 
 PREFERRED = "Option C fits better."
 

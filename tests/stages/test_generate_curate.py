@@ -8,9 +8,9 @@ import pytest
 
 from models.prompts import INSTRUCTIONS
 from reflectevo.config import CurateConfig, GenerateConfig
-from reflectevo.curate import JudgeResult, build_sets, states_gold
-from reflectevo.generate import run_round_steps
 from reflectevo.schema import Problem
+from stages.curate import JudgeResult, build_sets, states_gold
+from stages.generate import run_round_steps
 
 
 def choice(i: int, gold: str) -> Problem:

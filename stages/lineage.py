@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from reflectevo.config import RoundConfig, load_config
 from reflectevo.errors import ConfigError, RefusedError
-from reflectevo.rounds import finished_rounds, read_manifest
 from reflectevo.schema import RoundManifest
 from reflectevo.shards import atomic_write_text
+from stages.prepare import finished_rounds, read_manifest
 
 LINEAGE_FILE = "lineage.json"
 LOCK_FILE = ".lineage.lock"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from reflectevo.config import EngineConfig, EvalConfig
-from reflectevo.evaluate import evaluate_model, first_trials, run_eval
 from reflectevo.schema import ModelRef, Problem
 from reflectevo.shards import write_jsonl
+from stages.evaluate import evaluate_model, first_trials, run_eval
 
 
 def choice(i: int, gold: str, task: str = "choice") -> Problem:
@@ -89,7 +89,7 @@ class TestRunEval:
 
 @pytest.mark.parametrize("feedback", ["oracle", "intrinsic"])
 def test_results_json_keys_under_both_feedback_modes(scripted_engine, problems, feedback):
-    from reflectevo.evaluate import results_document
+    from stages.evaluate import results_document
 
     cfg = EvalConfig(feedback=feedback)
     metrics, _ = run_eval(scripted_engine(reply), problems, cfg)

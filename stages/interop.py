@@ -25,8 +25,8 @@ from typing import Annotated, Any, Iterator, Literal, Optional
 import typer
 
 from models.prompts import FEEDBACK_WRONG, reflection_messages
+from problems import BadInput, read_rows
 from reflectevo.errors import DataError, RefusedError
-from reflectevo.problems import BadInput, read_rows
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import content_key, file_sha256, write_shard
 
@@ -320,7 +320,7 @@ def export_model_command(
                         "has no adapter_config.json, so it is not a LoRA adapter folder") +
                         "; fix: pass a round's adapter folder, e.g. runs/default/round-1/adapter")
     if base is not None:
-        from reflectevo.rounds import check_model
+        from stages.prepare import check_model
 
         check_model(base)
     if out.exists() and not out.is_dir():

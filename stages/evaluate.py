@@ -27,9 +27,9 @@ from pathlib import Path
 from models.engines import Engine, load_engine
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
 from reflectevo.config import EngineConfig, EvalConfig
-from reflectevo.generate import attempt_batch
 from reflectevo.schema import Attempt, ModelRef, Problem
 from reflectevo.shards import atomic_write_text, content_key, file_sha256, read_jsonl, write_jsonl
+from stages.generate import attempt_batch
 
 TASK_VERSION = 1.0  # bump when prompts or scoring change what a task's numbers mean
 

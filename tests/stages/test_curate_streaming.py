@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from reflectevo.config import CurateConfig, GenerateConfig
-from reflectevo.curate import JudgeResult, curate, dataset_card, states_gold
-from reflectevo.generate import run_round_steps
 from reflectevo.schema import PairRecord, Problem, SFTRecord, Trajectory, features_for
 from reflectevo.shards import read_records, write_shard
+from stages.curate import JudgeResult, curate, dataset_card, states_gold
+from stages.generate import run_round_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
