@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.cli import app
+from cli.app import app
 
 from conftest import OFFICIAL, FinishedRun, official_lines
 
@@ -193,7 +193,7 @@ def test_validation_runs_before_prefect_is_imported(finished_run, tmp_path):
     probe = textwrap.dedent("""
         import atexit, sys
         atexit.register(lambda: print("prefect imported:", "prefect" in sys.modules))
-        from reflectevo.cli import app
+        from cli.app import app
         app()
     """)
     done = subprocess.run([sys.executable, "-c", probe, *evolve(finished_run, "--engine", "bogus")],

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
 from models.training import (
     base_model_of,
@@ -18,7 +19,6 @@ from models.training import (
     split_by_problem,
     train_adapter,
 )
-from reflectevo.cli import app
 from reflectevo.config import TrainConfig
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import file_sha256, write_shard

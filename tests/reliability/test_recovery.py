@@ -92,7 +92,7 @@ class TestLineage:
         cfg = self.cfg(tmp_path)
         child = hold_in_child(f"""
             from reflectevo.config import RoundConfig
-            from reflectevo.lineage import lineage_lock
+            from stages.lineage import lineage_lock
             held = lineage_lock(RoundConfig(model="tiny", run_dir={cfg.run_dir!r}, name="l"))
             held.__enter__()
         """)
@@ -174,7 +174,7 @@ class TestOfficialFiles:
         assert "id '1402' is on lines 1, 3; line 3 is now '1402#2'" in caplog.text
 
     def test_verify_matches_a_repeated_id_by_line_and_counts_the_repairs(self, tmp_path):
-        from reflectevo.cli import app
+        from cli.app import app
 
         problems = [{"id": 1402, "question": "Q\nOptions:\nA. yes\nB. no", "answer": "a"},
                     {"id": 1402, "question": "Q2\nOptions:\nA yes\nB no", "answer": "b"}]

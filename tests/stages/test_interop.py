@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.cli import app
+from cli.app import app
 from reflectevo.config import CurateConfig, GenerateConfig
 from reflectevo.schema import PairRecord, Problem, SFTRecord
 from reflectevo.shards import read_records, write_shard

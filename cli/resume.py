@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from cli.rounds import print_round, report_repairs
 from reflectevo.errors import ConfigError
 
 
@@ -38,7 +39,6 @@ def resume_command(
              "(default <run>/prefect-results).")] = None,
 ) -> None:
     """Run round R of a run again: finished shards are reused, missing or failed ones are generated."""
-    from reflectevo.cli import print_round, report_repairs
     from reflectevo.config import load_config
     from stages.lineage import lineage_lock, result_storage_for
     from stages.prepare import read_manifest
