@@ -86,7 +86,7 @@ def evolution_round(cfg: RoundConfig, round_: int, result_storage: str | None = 
     adapter = train_flow(cfg, round_, datasets, model, model_path)
     trained = model.model_copy(update={"adapter": adapter.path, "adapter_sha256": adapter.sha256}) if adapter.path else model
     metrics_path, metrics = evaluate_flow(cfg, round_, prepared.eval_path, trained, model_path)
-    manifest = RoundManifest(round=round_, run_dir=str(cfg.round_path(round_)), model=model, config=cfg.model_dump(),
+    manifest = RoundManifest(round=round_, run_dir=str(cfg.layout(round_).folder), model=model, config=cfg.model_dump(),
                              trajectories=shards, datasets=datasets, adapter=adapter, metrics_path=metrics_path,
                              metrics=metrics)
     write_manifest(cfg, manifest)

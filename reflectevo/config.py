@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reflectevo.errors import ConfigError
+from reflectevo.layout import RoundLayout
 from reflectevo.schema import Kind
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -300,8 +301,8 @@ class RoundConfig(BaseModel):
     def run_path(self) -> Path:
         return Path(self.run_dir) / self.name
 
-    def round_path(self, round_: int) -> Path:
-        return self.run_path() / f"round-{round_}"
+    def layout(self, round_: int) -> RoundLayout:
+        return RoundLayout(self.run_path(), round_)
 
 
 def _merge(base: dict, overrides: dict) -> dict:

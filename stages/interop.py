@@ -25,6 +25,7 @@ from typing import Any, Iterator, Literal
 from models.prompts import FEEDBACK_WRONG, reflection_messages
 from problems import BadInput, read_rows
 from reflectevo.errors import DataError, RefusedError
+from reflectevo.layout import ROUND_FOLDER, RoundLayout
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import content_key, file_sha256, write_shard
 
@@ -191,8 +192,9 @@ def _pair_kind(records: list[dict]) -> str:
 def in_round(folder: Path) -> Path | None:
     """The round folder `folder` is in (one holding a config.json or manifest.json), or None."""
     for parent in [folder.resolve(), *folder.resolve().parents]:
-        marked = (parent / "manifest.json").exists() or (parent / "config.json").exists()
-        if parent.name.startswith("round-") and marked:
+        m = ROUND_FOLDER.fullmatch(parent.name)
+        layout = RoundLayout(parent.parent, int(m.group(1))) if m else None
+        if layout and (layout.manifest.exists() or layout.config.exists()):
             return parent
     return None
 

@@ -25,6 +25,7 @@ from models.loading import resolve_model, weights_sha256
 from problems import load_problems, load_problems_reporting, split_pool_eval
 from reflectevo.config import RoundConfig
 from reflectevo.errors import ConfigError
+from reflectevo.layout import RoundLayout
 from reflectevo.schema import ModelRef, RoundManifest
 from reflectevo.shards import atomic_write_text, file_sha256, write_jsonl
 
@@ -43,30 +44,26 @@ def prepare_problems(cfg: RoundConfig, round_: int) -> PreparedProblems:
         task_pool, task_eval = split_pool_eval(load_problems(source)[: cfg.limit], cfg.eval_fraction, cfg.split_seed)
         pool += task_pool
         held_out += task_eval
-    folder = cfg.round_path(round_) / "problems"
+    layout = cfg.layout(round_)
     shards = []
     for i, start in enumerate(range(0, len(pool), cfg.shard_size)):
-        path = folder / f"pool-{i:05d}.jsonl"
+        path = layout.pool_shard(i)
         write_jsonl(path, pool[start : start + cfg.shard_size])
         shards.append(str(path))
-    eval_path = folder / "eval.jsonl"
+    eval_path = layout.eval_problems
     write_jsonl(eval_path, held_out)
     return PreparedProblems(pool_shards=shards, pool_sha256=[file_sha256(p) for p in shards], eval_path=str(eval_path),
                             counts={"pool": len(pool), "eval": len(held_out), "shards": len(shards)})
 
 
-def manifest_path(cfg: RoundConfig, round_: int) -> Path:
-    return cfg.round_path(round_) / "manifest.json"
-
-
 def read_manifest(cfg: RoundConfig, round_: int) -> RoundManifest | None:
-    path = manifest_path(cfg, round_)
+    path = cfg.layout(round_).manifest
     return RoundManifest.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def write_manifest(cfg: RoundConfig, manifest: RoundManifest) -> str:
     """Commit the round: write its manifest, then drop the evaluation results it supersedes."""
-    path = manifest_path(cfg, manifest.round)
+    path = cfg.layout(manifest.round).manifest
     atomic_write_text(path, manifest.model_dump_json(indent=1))
     drop_superseded_results(manifest)
     return str(path)
@@ -94,7 +91,8 @@ def tidy_run(cfg: RoundConfig) -> list[str]:
     beside their target; `.<name>.*.tmp` staging folders) and temp files (`.<name>.*.tmp`). Only call it holding
     the lineage lock: then no live run of this lineage is writing them."""
     removed = []
-    for round_dir in cfg.run_path().glob("round-*"):
+    for r in RoundLayout.rounds_in(cfg.run_path()):
+        round_dir = cfg.layout(r).folder
         stale = [p for p in round_dir.glob(".*-*") if p.is_dir()] + sorted(round_dir.rglob(".*.tmp"))
         for p in stale:
             if not p.exists():  # inside a folder removed before it
@@ -122,15 +120,11 @@ def model_for_round(cfg: RoundConfig, round_: int) -> tuple[ModelRef, str]:
 
 
 def finished_rounds(cfg: RoundConfig) -> list[int]:
-    run = cfg.run_path()
-    if not run.exists():
-        return []
-    rounds = [int(p.name.split("-")[1]) for p in run.glob("round-*") if (p / "manifest.json").exists()]
-    return sorted(rounds)
+    return [r for r in RoundLayout.rounds_in(cfg.run_path()) if cfg.layout(r).manifest.exists()]
 
 
 def write_round_config(cfg: RoundConfig, round_: int) -> None:
-    atomic_write_text(cfg.round_path(round_) / "config.json", cfg.model_dump_json(indent=1))
+    atomic_write_text(cfg.layout(round_).config, cfg.model_dump_json(indent=1))
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*")

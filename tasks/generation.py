@@ -10,6 +10,7 @@ from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
+from reflectevo.layout import RoundLayout
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished
 from stages.generate import generate_shard, generation_key
@@ -47,9 +48,9 @@ def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model
                 model_path: str) -> list[ShardJob]:
     """One job per pool shard. Paths are absolute: a shard may run in another process or on another machine that
     mounts the run folder at the same path (runner=ray)."""
-    folder = cfg.round_path(round_).resolve() / "trajectories"
+    layout = RoundLayout(cfg.run_path().resolve(), round_)
     return [
-        ShardJob(problems_path=str(Path(path).resolve()), out_path=str(folder / f"shard-{i:05d}.parquet"),
+        ShardJob(problems_path=str(Path(path).resolve()), out_path=str(layout.trajectory_shard(i)),
                  key=generation_key(sha, model, cfg.engine, cfg.generate, round_, i), model=model,
                  model_path=model_path, engine=cfg.engine, generate=cfg.generate, round=round_, shard=i)
         for i, (path, sha) in enumerate(zip(prepared.pool_shards, prepared.pool_sha256))

@@ -38,7 +38,7 @@ def lineage(*entries: RoundEntry) -> Lineage:
 
 def manifest(cfg: RoundConfig, r: int, adapter: str | None, dplus: int) -> RoundManifest:
     return RoundManifest(
-        round=r, run_dir=str(cfg.round_path(r)), config={},
+        round=r, run_dir=str(cfg.layout(r).folder), config={},
         model=ModelRef(base="tiny", base_sha256="b", adapter=f"prev{r}"),
         trajectories=[], datasets={"dplus": DatasetManifest(name="dplus", path="p", rows=dplus, sha256="s")},
         adapter=AdapterManifest(path=adapter, sha256="h" if adapter else None),
@@ -87,8 +87,8 @@ class TestLineageRecord:
 
     def test_without_a_config_a_run_continues_with_the_lineage_config(self, tmp_path):
         cfg = RoundConfig(run_dir=str(tmp_path), name="n", limit=5, shard_size=3)
-        (cfg.round_path(1)).mkdir(parents=True)
-        (cfg.round_path(1) / "config.json").write_text(cfg.model_dump_json())
+        cfg.layout(1).folder.mkdir(parents=True)
+        cfg.layout(1).config.write_text(cfg.model_dump_json())
         record_round(cfg, manifest(cfg, 1, "ad1", 2), None)
         overrides = {"run_dir": str(tmp_path), "name": "n", "limit": 7}
         again = lineage_config(None, overrides)

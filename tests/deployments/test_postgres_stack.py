@@ -82,6 +82,6 @@ def test_the_lineages_do_not_interfere(stack, two_lineages):
         cfg = RoundConfig(run_dir=str(stack.runs), name=name)
         record = read_lineage(cfg)
         assert [e.round for e in record.history] == [1] and record.name == name
-        shards = sorted((cfg.round_path(1) / "trajectories").glob("shard-*.parquet"))
+        shards = sorted(cfg.layout(1).trajectories.glob("shard-*.parquet"))
         trajectories[name] = [t for s in shards for t in read_records(s, Trajectory)]
     assert trajectories["alpha"] and trajectories["alpha"] == trajectories["beta"]

@@ -108,7 +108,7 @@ class TestLineage:
     def test_a_round_whose_lineage_entry_was_lost_is_recorded_before_the_next(self, tmp_path):
         """kill -9 between manifest.json and lineage.json: the next run must not redo round 1 or forget it."""
         cfg = self.cfg(tmp_path)
-        manifest = RoundManifest(round=1, run_dir=str(cfg.round_path(1)), model=ModelRef(base="tiny", base_sha256="0"),
+        manifest = RoundManifest(round=1, run_dir=str(cfg.layout(1).folder), model=ModelRef(base="tiny", base_sha256="0"),
                                  config=cfg.model_dump(), metrics={"all": {"acc@t2": 0.5}})
         write_manifest(cfg, manifest)
         assert read_lineage(cfg) is None
@@ -214,7 +214,7 @@ def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path):
     from stages.prepare import drop_superseded_results, tidy_run
 
     cfg = RoundConfig(model="tiny", run_dir=str(tmp_path / "runs"), name="t")
-    round_dir = cfg.round_path(1)
+    round_dir = cfg.layout(1).folder
     for f in [".adapter-x1y2/adapter_model.safetensors", "trajectories/.shard-00000.parquet.abc.tmp",
               "datasets/.dplus.k2j3.tmp/train-00000-of-00001.parquet",
               "adapter/.sha256.json", "adapter/adapter_config.json", "trajectories/shard-00000.parquet",
