@@ -147,7 +147,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
     from stages.generate import attempt_batch
 
     config = EngineConfig(name=name)
-    engine = load_engine(config.model_dump_json(), model_path, None)
+    engine = load_engine(config, model_path, None)
     prompts = [engine.render(reasoning_messages(p, fewshot) if fewshot else reasoning_messages(p)) for p in problems]
     fns = {"engine": lambda: sum(c.tokens for cs in engine.generate(prompts, sampling) for c in cs)}
     if sampling.n == 1:  # a trial: what the round's generation step runs around the engine call
@@ -165,7 +165,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
         tok_s: dict[str, float] = {}
         for phase in range(PHASES):
             if phase:
-                engine = load_engine(config.model_dump_json(), model_path, None)
+                engine = load_engine(config, model_path, None)
             tok_s = measure(fns, iters, tok_s)
             release_engines()
             tok_s = bare_vllm(model_path, config, prompts, sampling, iters, tok_s)

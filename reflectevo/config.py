@@ -52,9 +52,9 @@ class SamplingConfig(BaseModel):
 
 
 class EngineConfig(BaseModel):
-    """Which engine runs a stage, and how."""
+    """Which engine runs a stage, and how. Frozen: stages take it as it is, and it keys the loaded engine."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Literal["auto", "transformers", "vllm"] = Field(
         default="auto", description="'auto' picks vLLM when it is importable, else transformers."

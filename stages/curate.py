@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from models.engines import Engine, load_engine
 from models.prompts import extract_answer, judge_messages
-from reflectevo.config import CurateConfig, SamplingConfig
+from reflectevo.config import CurateConfig, EngineConfig, SamplingConfig
 from reflectevo.schema import (
     DatasetManifest,
     ModelRef,
@@ -119,7 +119,7 @@ class OpenAIJudge(BothOrdersJudge):
         return prompts, outs
 
 
-def make_judge(cfg: CurateConfig, engine_config: str, model: ModelRef, model_path: str) -> Judge | None:
+def make_judge(cfg: CurateConfig, engine_config: EngineConfig, model: ModelRef, model_path: str) -> Judge | None:
     """The Dpref judge `cfg.judge` names; None for 'none'."""
     if cfg.judge == "none":
         return None

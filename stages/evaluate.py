@@ -205,21 +205,20 @@ def write_eval(out_dir: str, document: dict, samples: list[dict]) -> str:
 
 
 def base_first_trials(cfg: EvalConfig, problems: list[Problem], problems_path: str, cache_dir: str, model: ModelRef,
-                      model_path: str, engine_config: str, fewshot: int = 0) -> list[Attempt]:
+                      model_path: str, engine: EngineConfig, fewshot: int = 0) -> list[Attempt]:
     """The base model's first trials on these problems: generated once, then read back by every later round."""
-    engine = EngineConfig.model_validate_json(engine_config)
     key = content_key(stage="eval-first-trials", problems=file_sha256(problems_path), base=model.base_sha256,
                       engine=[engine.name, engine.dtype], max_tokens=cfg.trial_max_tokens, fewshot=fewshot)
     path = Path(cache_dir) / f"first-trials-{key[:16]}.jsonl"
     if path.exists():
         return read_jsonl(path, Attempt)
-    attempts = first_trials(load_engine(engine_config, model_path, None), problems, cfg, fewshot)
+    attempts = first_trials(load_engine(engine, model_path, None), problems, cfg, fewshot)
     write_jsonl(path, attempts)
     return attempts
 
 
 def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir: str, model: ModelRef,
-                   model_path: str, engine_config: str, metadata: dict | None = None,
+                   model_path: str, engine: EngineConfig, metadata: dict | None = None,
                    fewshot: int = 0) -> tuple[str, dict]:
     """Evaluate a model (base + adapter) on a problems file and write the results; returns (results path, metrics).
 
@@ -230,8 +229,8 @@ def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir:
     problems = read_jsonl(problems_path, Problem)
     first = None
     if cfg.protocol == "paper":
-        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine_config, fewshot)
-    metrics, samples = run_eval(load_engine(engine_config, model_path, model.adapter), problems, cfg, first, fewshot)
+        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine, fewshot)
+    metrics, samples = run_eval(load_engine(engine, model_path, model.adapter), problems, cfg, first, fewshot)
     config = {
         "model": model.base,
         "model_args": {"pretrained": model_path, "adapter": model.adapter, "base_sha256": model.base_sha256,
@@ -239,7 +238,7 @@ def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir:
         "gen_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
         "first_trial_adapter": None if cfg.protocol == "paper" else model.adapter,
         "protocol": cfg.protocol, "feedback": cfg.feedback, "turns": cfg.turns, "fewshot": fewshot,
-        "engine": json.loads(engine_config),
+        "engine": engine.model_dump(mode="json"),
         "seed": cfg.trial_sampling().seed, "problems": problems_path, "metadata": metadata or {},
     }
     document = results_document(metrics, cfg, config, time.perf_counter() - start, fewshot)

@@ -118,7 +118,7 @@ def generate_shard(problems_path: str, out_path: str, key: str, model: ModelRef,
     info = finished(out_path, key)
     if info is None:
         problems = read_jsonl(problems_path, Problem)
-        eng = load_engine(engine.model_dump_json(), model_path, model.adapter)
+        eng = load_engine(engine, model_path, model.adapter)
         t = time.perf_counter()
         trajectories, timings = run_round_steps(eng, problems, cfg, round_, shard)
         timings["total_s"] = time.perf_counter() - t

@@ -15,5 +15,5 @@ def evaluate_task(cfg: RoundConfig, round_: int, eval_path: str, model: ModelRef
     """Acc@t1, Acc@t2 (.. Acc@t{T+1}) and their difference per task on the held-out problems; returns (results
     path, metrics). Under the paper protocol trial 1 is the base model's, made once per run."""
     return evaluate_model(cfg.evaluate, eval_path, str(cfg.layout(round_).eval),
-                          str(cfg.run_path() / "eval-first-trials"), model, model_path, cfg.engine.model_dump_json(),
+                          str(cfg.run_path() / "eval-first-trials"), model, model_path, cfg.engine,
                           {"round": round_}, cfg.generate.fewshot)

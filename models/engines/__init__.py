@@ -54,10 +54,10 @@ def resolve_engine_name(name: str) -> str:
 _loaded: dict[tuple[str, str, str | None], Engine] = {}
 
 
-def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
+def load_engine(config: EngineConfig, model_path: str, adapter: str | None) -> Engine:
     """One engine per process, reused by consecutive stages that ask for the same model and adapter.
 
-    `config` is `EngineConfig.model_dump_json()`. Asking for another model or adapter releases the previous engine.
+    Asking for another model, adapter or engine config releases the previous engine.
     `adapter` may also be a whole fine-tuned checkpoint, which is then loaded instead of `model_path`.
     """
     from models.loading import weights_for
@@ -66,9 +66,8 @@ def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
     key = (config, model_path, adapter)
     if key not in _loaded:
         release_engines()
-        cfg = EngineConfig.model_validate_json(config)
-        module, cls = REGISTRY[resolve_engine_name(cfg.name)].split(":")
-        _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=cfg)
+        module, cls = REGISTRY[resolve_engine_name(config.name)].split(":")
+        _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=config)
     return _loaded[key]
 
 

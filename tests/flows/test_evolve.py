@@ -62,7 +62,7 @@ def test_stored_prompts_are_rendered_before_generation(two_rounds, tiny_model_pa
     which the correction prompt quotes.)
     """
     _, (r1, _) = two_rounds
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, None)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, None)
     for t in trajectories(r1):
         shots = r1.config["generate"]["fewshot"]
         assert t.first.prompt == engine.render(reasoning_messages(t.problem, shots))

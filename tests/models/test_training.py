@@ -113,7 +113,7 @@ def test_setting_trains_lora_only_and_next_round_generates_with_it(setting, data
         assert {"reflection/steps", "correction/steps"} <= set(meta["metrics"])
         assert not list((tmp_path / "adapter").glob("stage-*"))
 
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, manifest.path)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, manifest.path)
     trajectories, _ = run_round_steps(engine, [problem(10), problem(11)],
                                       GenerateConfig(reflections=1, trial_max_tokens=8, reflection_max_tokens=8), 2, 0)
     assert len(trajectories) == 2 and type(engine.model).__name__.startswith("Peft")
@@ -243,7 +243,7 @@ def test_full_fine_tuning_saves_a_whole_checkpoint_that_the_next_round_loads(dat
     assert is_full_checkpoint(first.path) and not (tmp_path / "r1" / "adapter_config.json").exists()
     assert weights_for(tiny_model_path, first.path) == (first.path, None)
 
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, first.path)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, first.path)
     assert engine.model.__class__.__name__ == "LlamaForCausalLM"  # the checkpoint itself, no PEFT wrapper
     assert engine.generate([engine.render(reasoning_messages(problem(0)))], SamplingConfig(max_tokens=4))[0][0].text
     release_engines()

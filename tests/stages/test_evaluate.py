@@ -103,7 +103,7 @@ def test_results_and_samples_files_in_lm_eval_shape(tiny_model_path, tmp_path):
     write_jsonl(path, [choice(0, "A"), choice(1, "B"), choice(2, "C"),
                        Problem(id="m0", task="math", kind="math", question="1+1?", answer="2")])
     model = ModelRef(base="tiny", base_sha256="abc")
-    engine = EngineConfig(name="transformers").model_dump_json()
+    engine = EngineConfig(name="transformers")
     cfg = EvalConfig(protocol="paper", turns=2, trial_max_tokens=12, reflection_max_tokens=8)
     results_path, metrics = evaluate_model(cfg, str(path), str(tmp_path / "eval"), str(tmp_path / "cache"), model,
                                            tiny_model_path, engine, {"round": 1})

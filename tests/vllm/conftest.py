@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def vllm_engine(tiny_model_path):
-    engine = load_engine(EngineConfig(name="vllm").model_dump_json(), tiny_model_path, None)
+    engine = load_engine(EngineConfig(name="vllm"), tiny_model_path, None)
     yield engine
     engine.close()
 
