@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import random
 import time
+
+from pydantic import BaseModel
+
 from models.engines import Engine, load_engine
 from models.prompts import (
     FEEDBACK_WRONG,
@@ -112,16 +115,30 @@ def count(trajectories: list[Trajectory]) -> dict[str, int]:
     }
 
 
-def generate_shard(problems_path: str, out_path: str, key: str, model: ModelRef, model_path: str,
-                   engine: EngineConfig, cfg: GenerateConfig, round_: int, shard: int) -> ShardManifest:
+class ShardJob(BaseModel):
+    """Everything one generation shard needs, including the key that decides whether it is already done."""
+
+    problems_path: str
+    out_path: str
+    key: str
+    model: ModelRef
+    model_path: str
+    engine: EngineConfig
+    generate: GenerateConfig
+    round: int
+    shard: int
+
+
+def generate_shard(job: ShardJob) -> ShardManifest:
     """Make (or find finished) one trajectory shard; returns its manifest."""
-    info = finished(out_path, key)
+    info = finished(job.out_path, job.key)
     if info is None:
-        problems = read_jsonl(problems_path, Problem)
-        eng = load_engine(engine, model_path, model.adapter)
+        problems = read_jsonl(job.problems_path, Problem)
+        engine = load_engine(job.engine, job.model_path, job.model.adapter)
         t = time.perf_counter()
-        trajectories, timings = run_round_steps(eng, problems, cfg, round_, shard)
+        trajectories, timings = run_round_steps(engine, problems, job.generate, job.round, job.shard)
         timings["total_s"] = time.perf_counter() - t
-        info = write_shard(out_path, trajectories, Trajectory, key, {"counts": count(trajectories), "timings": timings})
-    return ShardManifest(stage="generate", round=round_, shard=shard, key=key, path=out_path, rows=info["rows"],
-                         sha256=info["sha256"], model=model, **info["meta"])
+        info = write_shard(job.out_path, trajectories, Trajectory, job.key,
+                           {"counts": count(trajectories), "timings": timings})
+    return ShardManifest(stage="generate", round=job.round, shard=job.shard, key=job.key, path=job.out_path,
+                         rows=info["rows"], sha256=info["sha256"], model=job.model, **info["meta"])

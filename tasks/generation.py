@@ -7,30 +7,15 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.futures import PrefectFuture
-from pydantic import BaseModel
 
-from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
+from reflectevo.config import RoundConfig
 from reflectevo.layout import RoundLayout
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished
-from stages.generate import generate_shard, generation_key
+from stages.generate import ShardJob, generate_shard, generation_key
 from stages.prepare import PreparedProblems, prepare_problems
 from tasks import retry_transient
 from tasks.runners import current_worker
-
-
-class ShardJob(BaseModel):
-    """Everything one generation shard needs, including the key that decides whether it is already done."""
-
-    problems_path: str
-    out_path: str
-    key: str
-    model: ModelRef
-    model_path: str
-    engine: EngineConfig
-    generate: GenerateConfig
-    round: int
-    shard: int
 
 
 def by_key(context, parameters) -> str:
@@ -64,8 +49,7 @@ def generate_shard_task(job: ShardJob) -> ShardManifest:
 
     Runs, verification included, wherever the task runner put it; the manifest says where (`worker`).
     """
-    manifest = generate_shard(job.problems_path, job.out_path, job.key, job.model, job.model_path, job.engine,
-                              job.generate, job.round, job.shard)
+    manifest = generate_shard(job)
     return manifest.model_copy(update={"worker": current_worker()})
 
 
