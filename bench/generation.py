@@ -144,7 +144,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
     from models.engines import load_engine, release_engines
     from models.prompts import reasoning_messages
     from reflectevo.config import EngineConfig
-    from stages.generate import attempt_batch
+    from stages.trial import attempt_batch
 
     config = EngineConfig(name=name)
     engine = load_engine(config, model_path, None)

@@ -25,18 +25,13 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 from models.engines import Engine, load_engine
-from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
+from models.prompts import FEEDBACK_WRONG, correction_messages, reflection_messages
 from reflectevo.config import EngineConfig, EvalConfig
 from reflectevo.schema import Attempt, ModelRef, Problem
 from reflectevo.shards import atomic_write_text, content_key, file_sha256, read_jsonl, write_jsonl
-from stages.generate import attempt_batch
+from stages.trial import attempt_batch, first_trials
 
 TASK_VERSION = 1.0  # bump when prompts or scoring change what a task's numbers mean
-
-
-def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig, fewshot: int = 0) -> list[Attempt]:
-    return attempt_batch(engine, problems, [engine.render(reasoning_messages(p, fewshot)) for p in problems],
-                         cfg.trial_sampling(), 1)
 
 
 def _trial_call(a: Attempt) -> dict:
@@ -81,7 +76,7 @@ def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig, first: li
     `first`: trial 1 made elsewhere (the base model's, under the paper protocol); else the engine makes it. The
     no-reflection baseline retries from the same first trials with the same budget and gate.
     """
-    first = list(first) if first is not None else first_trials(engine, problems, cfg, fewshot)
+    first = list(first) if first is not None else first_trials(engine, problems, cfg.trial_sampling(), fewshot)
     calls, correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=True)
     base_calls, base_correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=False)
 
@@ -212,7 +207,7 @@ def base_first_trials(cfg: EvalConfig, problems: list[Problem], problems_path: s
     path = Path(cache_dir) / f"first-trials-{key[:16]}.jsonl"
     if path.exists():
         return read_jsonl(path, Attempt)
-    attempts = first_trials(load_engine(engine, model_path, None), problems, cfg, fewshot)
+    attempts = first_trials(load_engine(engine, model_path, None), problems, cfg.trial_sampling(), fewshot)
     write_jsonl(path, attempts)
     return attempts
 

@@ -13,31 +13,11 @@ import time
 from pydantic import BaseModel
 
 from models.engines import Engine, load_engine
-from models.prompts import (
-    FEEDBACK_WRONG,
-    correction_messages,
-    draw_instructions,
-    final_answer_text,
-    reasoning_messages,
-    reflection_messages,
-)
-from reflectevo.config import EngineConfig, GenerateConfig, SamplingConfig
+from models.prompts import FEEDBACK_WRONG, correction_messages, draw_instructions, reflection_messages
+from reflectevo.config import EngineConfig, GenerateConfig
 from reflectevo.schema import Attempt, ModelRef, Problem, Reflection, ShardManifest, Trajectory
 from reflectevo.shards import content_key, finished, read_jsonl, write_shard
-from verifiers import verify_many
-
-
-def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], sampling: SamplingConfig,
-                  trial: int) -> list[Attempt]:
-    """One greedy trial for each (problem, prompt): generate, extract `Finish[...]`, verify, all batched."""
-    outputs = [c[0] for c in engine.generate(prompts, sampling)] if prompts else []
-    answers, texts = zip(*(final_answer_text(o.text) for o in outputs)) if outputs else ((), ())
-    verdicts = verify_many(list(zip(problems, texts)))
-    return [
-        Attempt(trial=trial, prompt=pr, output=o.text, answer=a if a is not None else v.parsed_answer,
-                status=v.status, reason=v.reason, output_tokens=o.tokens)
-        for pr, o, a, v in zip(prompts, outputs, answers, verdicts)
-    ]
+from stages.trial import attempt_batch, first_trials
 
 
 def judged(attempts: list[Attempt], cfg: GenerateConfig, salt: str) -> list[Attempt]:
@@ -60,8 +40,7 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
     """The generation steps for a list of problems, without any file or Prefect around them."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    firsts = judged(attempt_batch(engine, problems, [engine.render(reasoning_messages(p, cfg.fewshot)) for p in problems],
-                                  cfg.trial_sampling(), trial=1), cfg, f"{round_}:{shard}:first")
+    firsts = judged(first_trials(engine, problems, cfg.trial_sampling(), cfg.fewshot), cfg, f"{round_}:{shard}:first")
     timings["first_trial_s"] = time.perf_counter() - t
 
     wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]

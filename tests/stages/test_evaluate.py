@@ -10,7 +10,8 @@ import pytest
 from reflectevo.config import EngineConfig, EvalConfig
 from reflectevo.schema import ModelRef, Problem
 from reflectevo.shards import write_jsonl
-from stages.evaluate import evaluate_model, first_trials, run_eval
+from stages.evaluate import evaluate_model, run_eval
+from stages.trial import first_trials
 
 
 def choice(i: int, gold: str, task: str = "choice") -> Problem:
@@ -52,7 +53,7 @@ class TestRunEval:
 
     def test_paper_protocol_reuses_the_given_first_trials(self, scripted_engine, problems):
         base = scripted_engine(lambda p, s: "Finish[C]")  # the base model answers C everywhere
-        first = first_trials(base, problems, EvalConfig())
+        first = first_trials(base, problems, EvalConfig().trial_sampling(), fewshot=0)
         round_model = scripted_engine(reply)
         metrics, samples = run_eval(round_model, problems, EvalConfig(), first)
         assert metrics["all"]["acc@t1"] == 0.4 and samples[1]["resps"][0] == ["Finish[C]"]
