@@ -1,14 +1,7 @@
-"""A round's folder: its problems, its model, and the manifest that lists everything it produced.
+"""Preparing a round: its problems (pool shards and held-out set), its model, its config and manifest files.
 
-    <run_dir>/<name>/round-<r>/
-        config.json                    the RoundConfig the round ran with
-        problems/pool-00000.jsonl ...  generation pool, one file per shard
-        problems/eval.jsonl            held-out problems (never in the pool)
-        trajectories/shard-00000.parquet (+ .done marker)
-        datasets/{dplus,dpm,dpref}/train-0000k-of-0000n.parquet, datasets/README.md (dataset card)
-        adapter/                       the LoRA adapter this round trained (absent if skipped)
-        eval/results_<ts>.json, eval/samples_<task>_<ts>.jsonl
-        manifest.json
+Also the checks a run makes before Prefect starts or a model loads (`check_model`, `preflight`). Where each file
+of the round folder lives is `reflectevo.layout.RoundLayout`.
 """
 
 from __future__ import annotations
