@@ -63,7 +63,7 @@ def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
 
 def evolve_cmd(runs: Path, name: str, config: Path, limit: int) -> list[str]:
     """`reflectevo evolve`, importing the code of the current directory (the worktree) first."""
-    return [sys.executable, "-c", "from reflectevo.cli import app; app()", "evolve", "--model", "tiny", "--engine",
+    return [sys.executable, "-c", "from cli.app import app; app()", "evolve", "--model", "tiny", "--engine",
             "transformers", "--limit", str(limit), "--run-dir", str(runs), "--name", name, "--config", str(config)]
 
 

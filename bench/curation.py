@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     sys.path[0] = str(ROOT)  # run as a script from a checkout; bench/verifiers.py must not shadow `verifiers`
 
-from reflectevo.curate import CurateConfig, Judge, JudgeResult  # noqa: E402
+from reflectevo.config import CurateConfig  # noqa: E402
 from reflectevo.schema import PairRecord, Problem, Reflection, SFTRecord, Trajectory  # noqa: E402
+from stages.curate import Judge, JudgeResult  # noqa: E402
 
 REFLECTIONS_PER_TRAJECTORY = 3
 CHARS = {"question": 585, "first": 850, "second": 1066, "reflection": 1125}  # paper's mean tokens x 4.5
@@ -127,8 +128,9 @@ def write_trajectories(folder: Path, reflections: int, shard_size: int, seed: in
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The in-memory curation as it was before streaming (reflectevo/curate.py at 9ba9de0), kept verbatim as the
-# baseline of the ratio and as the reference tests/reflectevo/test_curate_streaming.py checks records against.
+# The in-memory curation as it was before streaming (reflectevo/curate.py at 9ba9de0, now stages/curate.py), kept
+# verbatim as the baseline of the ratio and as the reference tests/stages/test_curate_streaming.py checks records
+# against.
 
 def old_states_gold(problem: Problem, text: str) -> bool:
     """Whether a reflection gives the answer away: a `Finish[...]`, or 'the answer is <gold>' in any form."""
@@ -230,8 +232,8 @@ def old_in_memory(paths: list[str], out: Path) -> dict:
     memory, each dataset one parquet file written through `datasets`."""
     import pyarrow.parquet as pq
 
-    from reflectevo.curate import DATASETS
     from reflectevo.shards import write_shard
+    from stages.curate import DATASETS
 
     trajectories = [Trajectory.model_validate(row) for p in paths for row in pq.read_table(p).to_pylist()]
     sets, counts = old_build_sets(trajectories, CurateConfig(judge="none"), None)
@@ -243,7 +245,7 @@ def old_in_memory(paths: list[str], out: Path) -> dict:
 def run_curation(paths: list[str], out: Path, old: bool) -> dict:
     if old:
         return old_in_memory(paths, out)
-    from reflectevo.curate import curate
+    from stages.curate import curate
 
     return next(iter(curate(paths, str(out), "bench", CurateConfig(judge="none"), None, 1, "{}").values())).counts
 
@@ -256,7 +258,7 @@ def measure(paths_file: Path, out: Path, old: bool) -> dict:
 
 def child(paths_file: str, out: str, old: bool) -> None:
     import pyarrow.parquet  # noqa: F401  imports are not curation time
-    import reflectevo.curate  # noqa: F401
+    import stages.curate  # noqa: F401
 
     start, cpu = time.perf_counter(), time.process_time()
     counts = run_curation(json.loads(Path(paths_file).read_text()), Path(out), old)

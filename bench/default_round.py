@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(fewshot: int, run_dir: Path, model: str) -> str:
-    from reflectevo.report import pm
     from reflectevo.schema import RoundManifest, Trajectory
     from reflectevo.shards import read_records
+    from stages.report import pm
 
     config = run_dir / f"fewshot-{fewshot}.json"
     config.write_text(json.dumps({"generate": {"fewshot": fewshot}}))

@@ -141,12 +141,13 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
     """Prints the generation_ratio line for one engine; returns its engine tok/s and device."""
     import torch
 
-    from models.engines import EngineConfig, load_engine, release_engines
+    from models.engines import load_engine, release_engines
     from models.prompts import reasoning_messages
-    from reflectevo.generate import attempt_batch
+    from reflectevo.config import EngineConfig
+    from stages.trial import attempt_batch
 
     config = EngineConfig(name=name)
-    engine = load_engine(config.model_dump_json(), model_path, None)
+    engine = load_engine(config, model_path, None)
     prompts = [engine.render(reasoning_messages(p, fewshot) if fewshot else reasoning_messages(p)) for p in problems]
     fns = {"engine": lambda: sum(c.tokens for cs in engine.generate(prompts, sampling) for c in cs)}
     if sampling.n == 1:  # a trial: what the round's generation step runs around the engine call
@@ -164,7 +165,7 @@ def bench_engine(name: str, model_path: str, problems, sampling, iters: int, few
         tok_s: dict[str, float] = {}
         for phase in range(PHASES):
             if phase:
-                engine = load_engine(config.model_dump_json(), model_path, None)
+                engine = load_engine(config, model_path, None)
             tok_s = measure(fns, iters, tok_s)
             release_engines()
             tok_s = bare_vllm(model_path, config, prompts, sampling, iters, tok_s)
@@ -190,9 +191,9 @@ def main() -> None:
                         help="timed rounds per phase after the burn-in; the fastest counts")
     args = parser.parse_args()
 
-    from models.engines import SamplingConfig
     from models.loading import resolve_model
-    from reflectevo.problems import ProblemSource, load_problems
+    from problems import load_problems
+    from reflectevo.config import ProblemSource, SamplingConfig
 
     half = args.n_prompts // 2
     problems = (load_problems(ProblemSource(task="choice"))[: args.n_prompts - half]

@@ -68,7 +68,7 @@ from pathlib import Path
 from models.loading import resolve_model
 from models.prompts import FEEDBACK_WRONG, correction_messages, reflection_messages
 from models.training import TrainConfig, train_adapter
-from reflectevo.problems import ProblemSource, load_problems
+from problems import ProblemSource, load_problems
 from reflectevo.schema import DatasetManifest, SFTRecord
 from reflectevo.shards import write_shard
 from transformers import AutoTokenizer

@@ -4,7 +4,7 @@
     python bench/learning.py --problems my.jsonl    # any problems file of the `choice` kind, same model and loop
     python bench/learning.py --rounds 3 --no-control --pool 300 --eval 300   # the quick look
 
-The world (reflectevo/problems/world.py) is split by the usual question-level split into a generation pool and
+The world (problems/world.py) is split by the usual question-level split into a generation pool and
 held-out problems; `configs/world.json` is the loop's config (the format-pretrained `tiny` model, full
 fine-tuning). Round 0 is the model before any training. The control runs the same rounds with
 `generate.verdicts: shuffled`: the verifier's verdicts are permuted across the shard, so the loop keeps its
@@ -56,8 +56,8 @@ def write_configs(problems: str, pool_fraction: float, run_dir: str, control: bo
 def measure(args) -> dict:
     """Run the learning curve (and the control) and return every figure the bench prints."""
     from flows.learning import learning_curve
-    from reflectevo.problems.world import write_world
-    from reflectevo.report import curve_point, paired_gain, plot_curves, retry_breakdown
+    from problems.world import write_world
+    from stages.report import curve_point, paired_gain, plot_curves, retry_breakdown
 
     start = time.perf_counter()
     run_dir = Path(args.out or tempfile.mkdtemp(prefix="reflectevo-learning-")).resolve()
@@ -115,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--problems", help="a choice-kind problems file instead of the world")
     p.add_argument("--eval-fraction", type=float, default=1 / 3, help="held-out share of --problems")
-    p.add_argument("--rule", default="even", help="the world's rule (reflectevo/problems/world.py)")
+    p.add_argument("--rule", default="even", help="the world's rule (problems/world.py)")
     p.add_argument("--pool", type=int, default=600, help="world problems in the generation pool")
     p.add_argument("--eval", type=int, default=300, help="world problems held out")
     p.add_argument("--seed", type=int, default=0)

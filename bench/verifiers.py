@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-from reflectevo.problems import ProblemSource, load_problems  # noqa: E402
+from problems import load_problems  # noqa: E402
+from reflectevo.config import ProblemSource  # noqa: E402
 
-SAMPLES = ROOT / "reflectevo" / "problems" / "data" / "samples"
+SAMPLES = ROOT / "problems" / "data" / "samples"
 
 
 def _rate(n: int, fn) -> float:

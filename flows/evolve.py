@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import (
+from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
+from stages.lineage import (
     StopPolicy,
     check_rounds,
     evolve_overrides,
@@ -25,8 +26,7 @@ from reflectevo.lineage import (
     result_storage_for,
     stop_reason,
 )
-from reflectevo.rounds import PreparedProblems, model_for_round, tidy_run, write_manifest, write_round_config
-from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest, ShardManifest
+from stages.prepare import PreparedProblems, model_for_round, tidy_run, write_manifest, write_round_config
 from tasks.artifacts import publish_round_task, report_progress, start_progress
 from tasks.concurrency import engine_slot
 from tasks.curation import curate_task
@@ -86,7 +86,7 @@ def evolution_round(cfg: RoundConfig, round_: int, result_storage: str | None = 
     adapter = train_flow(cfg, round_, datasets, model, model_path)
     trained = model.model_copy(update={"adapter": adapter.path, "adapter_sha256": adapter.sha256}) if adapter.path else model
     metrics_path, metrics = evaluate_flow(cfg, round_, prepared.eval_path, trained, model_path)
-    manifest = RoundManifest(round=round_, run_dir=str(cfg.round_path(round_)), model=model, config=cfg.model_dump(),
+    manifest = RoundManifest(round=round_, run_dir=str(cfg.layout(round_).folder), model=model, config=cfg.model_dump(),
                              trajectories=shards, datasets=datasets, adapter=adapter, metrics_path=metrics_path,
                              metrics=metrics)
     write_manifest(cfg, manifest)

@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.evolve import evaluate_flow, evolve
 from reflectevo.config import load_config
-from reflectevo.rounds import model_for_round, read_manifest
+from stages.prepare import model_for_round, read_manifest
 from tasks.generation import prepare_problems_task
 
 

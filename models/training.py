@@ -27,12 +27,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from reflectevo.config import TrainConfig
 from reflectevo.schema import AdapterManifest, DatasetManifest, PairRecord, SFTRecord
 from reflectevo.shards import read_records
 
-Setting = Literal["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"]
 Role = Literal["reflection", "correction"]
 
 DATASET_FOR: dict[str, str] = {"sft_one_stage": "dplus", "sft_two_stage": "dplus", "dpo_pm": "dpm",
@@ -49,57 +47,6 @@ EMPTY_REASON = {
              "(or curate.judge is 'none')",
 }
 ADAPTER_METADATA = "reflectevo_training.json"
-
-
-class TrainConfig(BaseModel):
-    """The setting, LoRA and optimiser settings.
-
-    LoRA defaults are the paper's preset (r 8, alpha 32, dropout 0.1, targets q/k/v projections; DPO beta 0.01),
-    so `TrainConfig()` is the paper's configuration and a config file changes only what it names.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    setting: Setting = Field(default="sft_one_stage", description="Reflection-learning setting (table above).")
-    lora: bool = Field(default=True, description="True: train a LoRA adapter over the base. False: fine-tune every "
-                       "weight; the round then saves a whole checkpoint, which the next round loads as its model.")
-    lora_r: int = Field(default=8, ge=1, description="LoRA rank (paper: 8).")
-    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (paper: 32).")
-    lora_dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="LoRA dropout (paper: 0.1).")
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
-        description="Module names LoRA wraps (paper: q/k/v projections), MLP ones included (e.g. up_proj), or "
-        "'all-linear' (PEFT: every linear layer but the output head).")
-    beta: float = Field(default=0.01, gt=0.0, description="DPO beta (paper: 0.01).")
-    learning_rate: float | None = Field(
-        default=None, gt=0.0, description="None: with LoRA 2e-4 for SFT, 5e-6 for DPO; without, 2e-5 and 5e-7 "
-        "(LoRA takes about 10x a full fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        default="auto", description="Training precision: 'auto' is bf16 mixed precision where the device supports "
-        "it (a CUDA GPU with bf16), else fp32 (CPUs without AVX-512 run bf16 several times slower).")
-    epochs: float = Field(default=1.0, gt=0.0)
-    max_steps: int = Field(default=-1, description="Stop each stage after this many optimiser steps; -1: all epochs.")
-    batch_size: int = Field(default=4, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    max_length: int = Field(default=1024, ge=16, description="Tokens per training sequence at most.")
-    eval_fraction: float = Field(
-        default=0.1, ge=0.0, lt=1.0, description="Share of problems (never rows: a problem's records stay on one "
-        "side) held out for an eval loss and early stopping; 0 or too few problems: no eval split.")
-    eval_steps: int = Field(default=20, ge=1, description="Evaluate (and checkpoint) every this many steps.")
-    early_stopping_patience: int = Field(default=3, ge=1, description="Evaluations without improvement before "
-                                         "stopping; the best checkpoint is kept.")
-    seed: int = Field(default=0, description="Seeds the problem split, LoRA initialisation and data order.")
-
-    def lr(self) -> float:
-        dpo = self.setting.startswith("dpo")
-        return self.learning_rate or ((5e-6 if dpo else 2e-4) if self.lora else (5e-7 if dpo else 2e-5))
-
-    def bf16(self) -> bool:
-        import torch
-
-        if self.dtype == "auto":
-            return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return self.dtype == "bfloat16"
 
 
 def split_by_problem(records: list, fraction: float, seed: int) -> tuple[list, list]:

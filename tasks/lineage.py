@@ -7,8 +7,8 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import Lineage, lineage_id, record_round
 from reflectevo.schema import RoundManifest
+from stages.lineage import Lineage, lineage_id, record_round
 from tasks import retry_transient
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from models.engines import EngineConfig
+from reflectevo.config import EngineConfig
 from tasks.concurrency import engine_slot
 
 Runner = Literal["local", "ray"]

@@ -17,7 +17,7 @@ def train_task(cfg: RoundConfig, round_: int, datasets: dict[str, DatasetManifes
     """Train the round's LoRA adapter from the lineage's latest one on the dataset its setting needs; an empty
     dataset skips training, with the reason."""
     release_engines()  # a vLLM engine's worker process holds GPU memory that training needs
-    manifest = train_adapter(cfg.train, model_path, model.adapter, datasets, str(cfg.round_path(round_) / "adapter"))
+    manifest = train_adapter(cfg.train, model_path, model.adapter, datasets, str(cfg.layout(round_).adapter))
     if manifest.skipped_reason:
         get_run_logger().warning("round %d trains no adapter: %s", round_, manifest.skipped_reason)
     return manifest

@@ -12,7 +12,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import pytest  # noqa: E402
 
-from models.engines import Completion, SamplingConfig  # noqa: E402
+from models.engines import Completion  # noqa: E402
+from reflectevo.config import SamplingConfig  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -56,6 +56,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from reflectevo.errors import SetupError
+
 PYTHON = "/usr/bin/python3"
 HARNESS = Path(__file__).with_name("sandbox_harness.py")
 # One uid per concurrent run, so one program's fork bomb (RLIMIT_NPROC counts per uid) cannot starve another's.
@@ -68,8 +70,9 @@ _BUILTIN_NAMES = frozenset(dir(builtins))
 Status = Literal["correct", "wrong", "runtime_error", "timeout", "unverifiable"]
 
 
-class SandboxUnavailable(RuntimeError):
-    """bwrap is missing: we refuse to run model-written code rather than run it unsandboxed."""
+class SandboxUnavailable(SetupError):
+    """bwrap is missing: we refuse to run model-written code rather than run it unsandboxed. Rerunning cannot
+    help, so a task never retries it and the CLI exits 2."""
 
 
 @dataclass(frozen=True)

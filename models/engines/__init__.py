@@ -8,48 +8,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from reflectevo.config import EngineConfig, SamplingConfig
 
 REGISTRY = {
     "transformers": "models.engines.hf:TransformersEngine",
     "vllm": "models.engines.vllm:VLLMEngine",
 }
-
-
-class SamplingConfig(BaseModel):
-    """Decoding for one engine call; identical on every machine and engine."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    n: int = Field(default=1, ge=1, description="Samples per prompt.")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 means greedy.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=256, ge=1, description="Generated tokens at most; always set.")
-    stop: list[str] = Field(default_factory=list, description="Stop strings; generation ends before them.")
-    seed: int | None = Field(default=0, description="Sampling seed; same seed, same prompts -> same outputs.")
-
-
-class EngineConfig(BaseModel):
-    """Which engine runs a stage, and how."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Literal["auto", "transformers", "vllm"] = Field(
-        default="auto", description="'auto' picks vLLM when it is importable, else transformers."
-    )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        default="float32", description="float32 on CPUs (bf16 is very slow without AVX-512)."
-    )
-    batch_size: int = Field(default=32, ge=1, description="transformers: prompts per generate() call.")
-    threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
-    max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
-    gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
-    # Where a shard runs, never what it generates: left out of shard content keys.
-    num_gpus: float | None = Field(default=None, ge=0, description=(
-        "runner=ray: GPUs each generation shard asks Ray for; None: 1 when the cluster has GPUs, else 0."))
-    num_cpus: float = Field(default=1, ge=0, description="runner=ray: CPUs each generation shard asks Ray for.")
 
 
 class Completion(BaseModel):
@@ -86,10 +54,10 @@ def resolve_engine_name(name: str) -> str:
 _loaded: dict[tuple[str, str, str | None], Engine] = {}
 
 
-def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
+def load_engine(config: EngineConfig, model_path: str, adapter: str | None) -> Engine:
     """One engine per process, reused by consecutive stages that ask for the same model and adapter.
 
-    `config` is `EngineConfig.model_dump_json()`. Asking for another model or adapter releases the previous engine.
+    Asking for another model, adapter or engine config releases the previous engine.
     `adapter` may also be a whole fine-tuned checkpoint, which is then loaded instead of `model_path`.
     """
     from models.loading import weights_for
@@ -98,9 +66,8 @@ def load_engine(config: str, model_path: str, adapter: str | None) -> Engine:
     key = (config, model_path, adapter)
     if key not in _loaded:
         release_engines()
-        cfg = EngineConfig.model_validate_json(config)
-        module, cls = REGISTRY[resolve_engine_name(cfg.name)].split(":")
-        _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=cfg)
+        module, cls = REGISTRY[resolve_engine_name(config.name)].split(":")
+        _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=config)
     return _loaded[key]
 
 

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.progress import track
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from models.engines import Completion, EngineConfig, SamplingConfig, cut_at_stop
+from models.engines import Completion, cut_at_stop
+from reflectevo.config import EngineConfig, SamplingConfig
 
 # Leading tokens prompts must share to be prefilled once for all of them: below this, the extra forward call of the
 # shared part costs more than it saves.

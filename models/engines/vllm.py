@@ -21,8 +21,9 @@ import json
 import os
 from pathlib import Path
 
-from models.engines import Completion, EngineConfig, SamplingConfig
+from models.engines import Completion
 from models.engines.process import WorkerProcess
+from reflectevo.config import EngineConfig, SamplingConfig
 
 # vLLM accepts only these values of `max_lora_rank` (vllm/config/lora.py); an adapter's r is rounded up to one.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

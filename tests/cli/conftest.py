@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from reflectevo.config import RoundConfig
-from reflectevo.interop import import_official
-from reflectevo.lineage import record_round
-from reflectevo.rounds import prepare_problems, write_manifest, write_round_config
 from reflectevo.schema import AdapterManifest, ModelRef, RoundManifest
+from stages.interop import import_official
+from stages.lineage import record_round
+from stages.prepare import prepare_problems, write_manifest, write_round_config
 
-OFFICIAL = Path(__file__).parents[1] / "reflectevo" / "fixtures"
+OFFICIAL = Path(__file__).parents[1] / "stages" / "fixtures"
 
 
 class FinishedRun:
@@ -23,7 +23,7 @@ class FinishedRun:
         self.cfg = RoundConfig(model="tiny", run_dir=str(root / "runs"), name="default", limit=4)
         write_round_config(self.cfg, 1)
         prepare_problems(self.cfg, 1)
-        round_dir = self.cfg.round_path(1)
+        round_dir = self.cfg.layout(1).folder
         dplus = import_official(str(OFFICIAL / "official_dplus.jsonl"), str(root / "staging"))
         target = round_dir / "datasets" / "dplus"
         target.mkdir(parents=True)
@@ -45,7 +45,7 @@ class FinishedRun:
 
     @property
     def datasets(self) -> Path:
-        return self.cfg.round_path(1) / "datasets"
+        return self.cfg.layout(1).datasets
 
     def snapshot(self) -> dict[str, bytes]:
         """Every file under the run folder (and the staging folder) with its bytes."""

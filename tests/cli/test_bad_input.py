@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.cli import app
+from cli.app import app
 
 from conftest import OFFICIAL, FinishedRun, official_lines
 
@@ -105,7 +105,7 @@ CASES = [
     ("export-over-its-input", lambda r, t: ["export", str(r.datasets / "dplus"), "--out",
                                             str(r.datasets / "dplus" / "train-00000-of-00001.parquet")],
      ["--out", "one of the files being exported"]),
-    ("export-into-a-round", lambda r, t: ["export", str(r.datasets / "dplus"), "--out", str(r.cfg.round_path(1) / "d.jsonl")],
+    ("export-into-a-round", lambda r, t: ["export", str(r.datasets / "dplus"), "--out", str(r.cfg.layout(1).folder / "d.jsonl")],
      ["--out", "round folder"]),
     ("export-no-parquet", lambda r, t: ["export", str((t / "none").mkdir() or t / "none"), "--out", str(t / "o.jsonl")],
      ["no parquet files"]),
@@ -114,7 +114,7 @@ CASES = [
     ("export-model-not-an-adapter", lambda r, t: ["export-model", str(r.datasets), "--out", str(t / "merged")],
      ["ADAPTER_DIR", "no adapter_config.json"]),
     ("export-model-over-a-folder", lambda r, t: ["export-model", str(Path(write(t / "a" / "adapter_config.json", "{}")).parent),
-                                                 "--out", str(r.cfg.round_path(1))],
+                                                 "--out", str(r.cfg.layout(1).folder)],
      ["--out", "not empty", "--force"]),
     # resume
     ("resume-missing-run", lambda r, t: ["resume", str(t / "runs" / "nope"), "--round", "1"], ["folder does not exist"]),
@@ -146,7 +146,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, finished_run, tm
     result = CliRunner().invoke(app, build(finished_run, scratch))
     assert_rejected(result, expected)
     assert finished_run.untouched()
-    assert not finished_run.cfg.round_path(2).exists()  # e.g. --engine bogus once wrote round-2/config.json
+    assert not finished_run.cfg.layout(2).folder.exists()  # e.g. --engine bogus once wrote round-2/config.json
 
 
 def test_there_are_at_least_twenty_cases_over_every_command():
@@ -193,7 +193,7 @@ def test_validation_runs_before_prefect_is_imported(finished_run, tmp_path):
     probe = textwrap.dedent("""
         import atexit, sys
         atexit.register(lambda: print("prefect imported:", "prefect" in sys.modules))
-        from reflectevo.cli import app
+        from cli.app import app
         app()
     """)
     done = subprocess.run([sys.executable, "-c", probe, *evolve(finished_run, "--engine", "bogus")],

@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from reflectevo.cli import guarded
+from cli.app import guarded
 from reflectevo.errors import DataError
 
 ROOT = Path(__file__).parents[2]
@@ -70,7 +70,7 @@ def test_a_server_that_does_not_start_says_how_to_use_a_running_one():
 def test_busy_machine_defaults_are_set_before_prefect_and_user_settings_win(user_env, timeout, analytics):
     probe = textwrap.dedent("""
         import os, sys
-        import reflectevo.cli
+        import cli.app
         from prefect.settings import get_current_settings
         s = get_current_settings().server
         print(s.ephemeral.startup_timeout_seconds, str(s.analytics_enabled).lower())

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import (
+from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest
+from stages.lineage import (
     Lineage,
     RoundEntry,
     StopPolicy,
@@ -20,8 +21,7 @@ from reflectevo.lineage import (
     result_storage_for,
     stop_reason,
 )
-from reflectevo.report import card_excerpt, curation_rows, metrics_rows
-from reflectevo.schema import AdapterManifest, DatasetManifest, ModelRef, RoundManifest
+from stages.report import card_excerpt, curation_rows, metrics_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def lineage(*entries: RoundEntry) -> Lineage:
 
 def manifest(cfg: RoundConfig, r: int, adapter: str | None, dplus: int) -> RoundManifest:
     return RoundManifest(
-        round=r, run_dir=str(cfg.round_path(r)), config={},
+        round=r, run_dir=str(cfg.layout(r).folder), config={},
         model=ModelRef(base="tiny", base_sha256="b", adapter=f"prev{r}"),
         trajectories=[], datasets={"dplus": DatasetManifest(name="dplus", path="p", rows=dplus, sha256="s")},
         adapter=AdapterManifest(path=adapter, sha256="h" if adapter else None),
@@ -87,8 +87,8 @@ class TestLineageRecord:
 
     def test_without_a_config_a_run_continues_with_the_lineage_config(self, tmp_path):
         cfg = RoundConfig(run_dir=str(tmp_path), name="n", limit=5, shard_size=3)
-        (cfg.round_path(1)).mkdir(parents=True)
-        (cfg.round_path(1) / "config.json").write_text(cfg.model_dump_json())
+        cfg.layout(1).folder.mkdir(parents=True)
+        cfg.layout(1).config.write_text(cfg.model_dump_json())
         record_round(cfg, manifest(cfg, 1, "ad1", 2), None)
         overrides = {"run_dir": str(tmp_path), "name": "n", "limit": 7}
         again = lineage_config(None, overrides)

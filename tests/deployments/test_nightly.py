@@ -199,7 +199,7 @@ def test_served_deployments_chain_a_round_to_the_next_through_run_deployment(sta
     deployment as a top-level run with the lineage's idempotency key.
     """
     from reflectevo.config import RoundConfig
-    from reflectevo.lineage import lineage_id, read_lineage
+    from stages.lineage import lineage_id, read_lineage
 
     stop(stack.worker)
     stack.run("delete-nightly")

@@ -11,9 +11,9 @@ import pytest
 from postgres import Postgres, pg_bin
 from prefect_stack import Stack, flow_run_id, stop
 from reflectevo.config import RoundConfig
-from reflectevo.lineage import read_lineage
 from reflectevo.schema import Trajectory
 from reflectevo.shards import read_records
+from stages.lineage import read_lineage
 
 pytestmark = pytest.mark.deployments
 
@@ -82,6 +82,6 @@ def test_the_lineages_do_not_interfere(stack, two_lineages):
         cfg = RoundConfig(run_dir=str(stack.runs), name=name)
         record = read_lineage(cfg)
         assert [e.round for e in record.history] == [1] and record.name == name
-        shards = sorted((cfg.round_path(1) / "trajectories").glob("shard-*.parquet"))
+        shards = sorted(cfg.layout(1).trajectories.glob("shard-*.parquet"))
         trajectories[name] = [t for s in shards for t in read_records(s, Trajectory)]
     assert trajectories["alpha"] and trajectories["alpha"] == trajectories["beta"]

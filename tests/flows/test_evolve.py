@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig, load_engine
+from models.engines import load_engine
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
-from reflectevo.curate import filter_reason
+from reflectevo.config import EngineConfig
 from reflectevo.schema import PairRecord, Problem, RoundManifest, SFTRecord, Trajectory
 from reflectevo.shards import read_jsonl, read_records
+from stages.curate import filter_reason
 
 pytestmark = pytest.mark.prefect
 
@@ -61,7 +62,7 @@ def test_stored_prompts_are_rendered_before_generation(two_rounds, tiny_model_pa
     which the correction prompt quotes.)
     """
     _, (r1, _) = two_rounds
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, None)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, None)
     for t in trajectories(r1):
         shots = r1.config["generate"]["fewshot"]
         assert t.first.prompt == engine.render(reasoning_messages(t.problem, shots))

@@ -8,8 +8,9 @@ from fractions import Fraction
 
 import pytest
 
-from models.engines import REGISTRY, EngineConfig, load_engine, release_engines
+from models.engines import REGISTRY, load_engine, release_engines
 from models.engines.process import WorkerError, WorkerProcess
+from reflectevo.config import EngineConfig
 
 
 class TestWorkerProcess:
@@ -63,7 +64,7 @@ class ClosableEngine:
 class TestReleaseEngines:
     def test_a_new_model_or_release_closes_the_cached_engine(self, monkeypatch):
         monkeypatch.setitem(REGISTRY, "transformers", f"{__name__}:ClosableEngine")
-        config = EngineConfig(name="transformers").model_dump_json()
+        config = EngineConfig(name="transformers")
         first = load_engine(config, "a", None)
         assert load_engine(config, "a", None) is first and ClosableEngine.closed == []
         load_engine(config, "b", None)

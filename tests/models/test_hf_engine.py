@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.engines import EngineConfig, SamplingConfig
 from models.engines.hf import TransformersEngine
+from reflectevo.config import EngineConfig, SamplingConfig
 
 PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
 # A long shared opening, as a task's instruction and worked examples give a round's prompts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.prompts import INSTRUCTIONS, draw_instructions, extract_answer, final_answer_text, reasoning_messages
+from reflectevo.config import INSTRUCTION_ID, EvalConfig
 from reflectevo.schema import Problem
 
 
@@ -13,6 +14,13 @@ def test_pool_has_32_distinct_instructions_keyed_a_b_c():
     assert {k.split("-")[0] for k in INSTRUCTIONS} == {"1", "2"}
     assert {k.split("-")[1] for k in INSTRUCTIONS} == {str(i) for i in range(1, 9)}
     assert {k.split("-")[2] for k in INSTRUCTIONS} == {"1", "2"}
+
+
+def test_config_accepts_exactly_the_pool_keys():
+    # the contract checks `evaluate.instruction_id` by pattern, without importing the pool
+    assert all(INSTRUCTION_ID.fullmatch(k) for k in INSTRUCTIONS)
+    with pytest.raises(ValueError, match="not a pool key"):
+        EvalConfig(instruction_id="3-1-1")
 
 
 def test_instruction_draws_are_seeded_and_distinct():

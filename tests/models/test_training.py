@@ -7,9 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
 from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
 from models.training import (
-    TrainConfig,
     base_model_of,
     build_trainer,
     correction_target,
@@ -19,7 +19,7 @@ from models.training import (
     split_by_problem,
     train_adapter,
 )
-from reflectevo.cli import app
+from reflectevo.config import TrainConfig
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import file_sha256, write_shard
 
@@ -91,8 +91,9 @@ TINY = dict(max_steps=2, batch_size=2, eval_fraction=0.34, eval_steps=1, learnin
 
 @pytest.mark.parametrize("setting", ["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"])
 def test_setting_trains_lora_only_and_next_round_generates_with_it(setting, datasets, tiny_model_path, tmp_path):
-    from models.engines import EngineConfig, load_engine
-    from reflectevo.generate import GenerateConfig, run_round_steps
+    from models.engines import load_engine
+    from reflectevo.config import EngineConfig, GenerateConfig
+    from stages.generate import run_round_steps
 
     base_sha = file_sha256(f"{tiny_model_path}/model.safetensors")
     manifest = train_adapter(TrainConfig(setting=setting, **TINY), tiny_model_path, None, datasets,
@@ -112,7 +113,7 @@ def test_setting_trains_lora_only_and_next_round_generates_with_it(setting, data
         assert {"reflection/steps", "correction/steps"} <= set(meta["metrics"])
         assert not list((tmp_path / "adapter").glob("stage-*"))
 
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, manifest.path)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, manifest.path)
     trajectories, _ = run_round_steps(engine, [problem(10), problem(11)],
                                       GenerateConfig(reflections=1, trial_max_tokens=8, reflection_max_tokens=8), 2, 0)
     assert len(trajectories) == 2 and type(engine.model).__name__.startswith("Peft")
@@ -233,15 +234,16 @@ def test_base_model_falls_back_to_adapter_config_and_else_asks_for_it(tmp_path):
 
 def test_full_fine_tuning_saves_a_whole_checkpoint_that_the_next_round_loads(datasets, tiny_model_path, tmp_path):
     """`lora: false` fine-tunes every weight; the next round's engine and training start from that checkpoint."""
-    from models.engines import EngineConfig, SamplingConfig, load_engine, release_engines
+    from models.engines import load_engine, release_engines
     from models.loading import is_full_checkpoint, weights_for
+    from reflectevo.config import EngineConfig, SamplingConfig
 
     cfg = TrainConfig(lora=False, max_steps=2, batch_size=2, eval_fraction=0.0)
     first = train_adapter(cfg, tiny_model_path, None, datasets, str(tmp_path / "r1"))
     assert is_full_checkpoint(first.path) and not (tmp_path / "r1" / "adapter_config.json").exists()
     assert weights_for(tiny_model_path, first.path) == (first.path, None)
 
-    engine = load_engine(EngineConfig(name="transformers").model_dump_json(), tiny_model_path, first.path)
+    engine = load_engine(EngineConfig(name="transformers"), tiny_model_path, first.path)
     assert engine.model.__class__.__name__ == "LlamaForCausalLM"  # the checkpoint itself, no PEFT wrapper
     assert engine.generate([engine.render(reasoning_messages(problem(0)))], SamplingConfig(max_tokens=4))[0][0].text
     release_engines()

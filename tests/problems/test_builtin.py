@@ -6,8 +6,8 @@ from importlib import resources
 import pytest
 from math_verify import parse
 
-from reflectevo.problems import BUILTIN_TASKS, ProblemSource, load_problems
-from reflectevo.problems import build_builtin
+from problems import build_builtin, load_problems
+from reflectevo.config import BUILTIN_TASKS, ProblemSource
 
 # parse() arms signal.alarm unless its timeout is disabled; that fails outside the main thread.
 PARSE_KW = {"parsing_timeout": None} if "parsing_timeout" in inspect.signature(parse).parameters else {}
@@ -40,6 +40,6 @@ def test_math_golds_parse():
 
 def test_generator_reproduces_committed_files(tmp_path):
     build_builtin.main(["--out-dir", str(tmp_path)])
-    for name in BUILTIN_TASKS.values():
-        committed = (resources.files("reflectevo.problems") / "data" / name).read_bytes()
+    for name in (f"{task}.jsonl" for task in BUILTIN_TASKS):
+        committed = (resources.files("problems") / "data" / name).read_bytes()
         assert (tmp_path / name).read_bytes() == committed, name

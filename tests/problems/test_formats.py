@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from reflectevo.problems import BadInput, ProblemSource, load_problems
-from reflectevo.problems.formats import split_options
+from problems import BadInput, load_problems
+from problems.formats import split_options
+from problems.registry import PARSERS
+from reflectevo.config import PROBLEM_FORMATS, ProblemSource
 
-SAMPLES = Path(__file__).parents[2] / "reflectevo" / "problems" / "data" / "samples"
+SAMPLES = Path(__file__).parents[2] / "problems" / "data" / "samples"
 
 
 def load(fmt: str, path, **source):
@@ -192,3 +194,7 @@ class TestBadInput:
         with pytest.raises(BadInput, match="file is empty") as e:
             load("mbpp", path)
         self.check(e.value, path, None, None)
+
+
+def test_registry_parses_exactly_the_formats_the_contract_accepts():
+    assert sorted(PARSERS) == sorted(PROBLEM_FORMATS)

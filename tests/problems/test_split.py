@@ -1,4 +1,5 @@
-from reflectevo.problems import ProblemSource, load_problems, split_pool_eval
+from problems import load_problems, split_pool_eval
+from reflectevo.config import ProblemSource
 
 
 def test_split_is_exact_disjoint_and_independent_of_order():

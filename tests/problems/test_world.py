@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from reflectevo.problems import ProblemSource, load_problems
-from reflectevo.problems.world import RULES, world_problems, write_world
+from problems import load_problems
+from problems.world import RULES, world_problems, write_world
+from reflectevo.config import ProblemSource
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from models.engines import EngineConfig
-from reflectevo.config import RoundConfig, preflight
+from reflectevo.config import EngineConfig, GenerateConfig, RoundConfig
 from reflectevo.errors import ConfigError
-from reflectevo.generate import GenerateConfig, generation_key
 from reflectevo.schema import ModelRef
+from stages.generate import generation_key
+from stages.prepare import preflight
 from tasks.runners import current_worker, generation_runner
 
 

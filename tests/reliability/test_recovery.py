@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.config import RoundConfig
+from problems import load_problems_reporting, summarize_repairs
+from reflectevo.config import ProblemSource, RoundConfig
 from reflectevo.errors import ConfigError, DataError, RefusedError
-from reflectevo.lineage import lineage_lock, next_round, read_lineage, reconcile
-from reflectevo.problems import ProblemSource, load_problems_reporting, summarize_repairs
-from reflectevo.rounds import write_manifest
 from reflectevo.schema import ModelRef, RoundManifest
+from stages.lineage import lineage_lock, next_round, read_lineage, reconcile
+from stages.prepare import write_manifest
 from tasks import is_permanent, retry_transient
 
 ROOT = Path(__file__).parents[2]
@@ -92,7 +92,7 @@ class TestLineage:
         cfg = self.cfg(tmp_path)
         child = hold_in_child(f"""
             from reflectevo.config import RoundConfig
-            from reflectevo.lineage import lineage_lock
+            from stages.lineage import lineage_lock
             held = lineage_lock(RoundConfig(model="tiny", run_dir={cfg.run_dir!r}, name="l"))
             held.__enter__()
         """)
@@ -108,7 +108,7 @@ class TestLineage:
     def test_a_round_whose_lineage_entry_was_lost_is_recorded_before_the_next(self, tmp_path):
         """kill -9 between manifest.json and lineage.json: the next run must not redo round 1 or forget it."""
         cfg = self.cfg(tmp_path)
-        manifest = RoundManifest(round=1, run_dir=str(cfg.round_path(1)), model=ModelRef(base="tiny", base_sha256="0"),
+        manifest = RoundManifest(round=1, run_dir=str(cfg.layout(1).folder), model=ModelRef(base="tiny", base_sha256="0"),
                                  config=cfg.model_dump(), metrics={"all": {"acc@t2": 0.5}})
         write_manifest(cfg, manifest)
         assert read_lineage(cfg) is None
@@ -174,7 +174,7 @@ class TestOfficialFiles:
         assert "id '1402' is on lines 1, 3; line 3 is now '1402#2'" in caplog.text
 
     def test_verify_matches_a_repeated_id_by_line_and_counts_the_repairs(self, tmp_path):
-        from reflectevo.cli import app
+        from cli.app import app
 
         problems = [{"id": 1402, "question": "Q\nOptions:\nA. yes\nB. no", "answer": "a"},
                     {"id": 1402, "question": "Q2\nOptions:\nA yes\nB no", "answer": "b"}]
@@ -211,10 +211,10 @@ def test_the_adapter_hash_ignores_key_and_target_module_order(tmp_path):
 
 
 def test_leftovers_of_killed_runs_are_removed_and_nothing_else(tmp_path):
-    from reflectevo.rounds import drop_superseded_results, tidy_run
+    from stages.prepare import drop_superseded_results, tidy_run
 
     cfg = RoundConfig(model="tiny", run_dir=str(tmp_path / "runs"), name="t")
-    round_dir = cfg.round_path(1)
+    round_dir = cfg.layout(1).folder
     for f in [".adapter-x1y2/adapter_model.safetensors", "trajectories/.shard-00000.parquet.abc.tmp",
               "datasets/.dplus.k2j3.tmp/train-00000-of-00001.parquet",
               "adapter/.sha256.json", "adapter/adapter_config.json", "trajectories/shard-00000.parquet",

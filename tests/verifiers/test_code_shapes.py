@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from reflectevo.schema import Problem
-from verifiers import code as code_verifier
-from verifiers import sandbox_harness
+from verifiers import code as code_verifier, sandbox_harness
 from verifiers.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bwrap not installed")
 FAST = Limits(wall_s=3.0, cpu_s=2)
-SAMPLES = Path(__file__).resolve().parents[2] / "reflectevo" / "problems" / "data" / "samples" / "mbpp.jsonl"
+SAMPLES = Path(__file__).resolve().parents[2] / "problems" / "data" / "samples" / "mbpp.jsonl"
 
 
 def verify(code: str, tests: list[str], setup: str = "", limits: Limits = FAST):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig, load_engine, vllm_installed
+from models.engines import load_engine, vllm_installed
+from reflectevo.config import EngineConfig
 
 HERE = Path(__file__).parent
 NO_VLLM = ("vLLM is not installed in this environment: run scripts/test-vllm-cpu.sh (CPU), "
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def vllm_engine(tiny_model_path):
-    engine = load_engine(EngineConfig(name="vllm").model_dump_json(), tiny_model_path, None)
+    engine = load_engine(EngineConfig(name="vllm"), tiny_model_path, None)
     yield engine
     engine.close()
 

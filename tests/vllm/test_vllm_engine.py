@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.engines import EngineConfig, SamplingConfig
 from models.prompts import reasoning_messages
-from reflectevo.problems import ProblemSource, load_problems
+from problems import load_problems
+from reflectevo.config import EngineConfig, ProblemSource, SamplingConfig
 
 
 @pytest.fixture(scope="module")

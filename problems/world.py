@@ -8,7 +8,7 @@ the prompt formats but not the rule (`models/tiny.py`), and the verifier's verdi
 A world is a plain problems file in the project's own format (`kind: choice`), so it runs through the ordinary
 problem source, prompts, stages and verifier, and any other choice-kind file can take its place.
 
-    python -m reflectevo.problems.world --rule even --count 1200 --out world.jsonl
+    python -m problems.world --rule even --count 1200 --out world.jsonl
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def world_problems(rule: str = "even", count: int = 1200, seed: int = 0, low: in
         answer = pick(values)
         problems.append(Problem(id=f"{rule}-{len(problems):05d}", task=f"world-{rule}", kind="choice",
                                 question=question, answer=LETTERS[answer], choices=[str(v) for v in values],
-                                source=f"reflectevo.problems.world rule={rule} seed={seed}"))
+                                source=f"problems.world rule={rule} seed={seed}"))
     return problems
 
 

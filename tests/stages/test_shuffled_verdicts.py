@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import GenerateConfig
 from reflectevo.schema import Problem
+from stages.generate import run_round_steps
 
 
 def problems(n: int) -> list[Problem]:

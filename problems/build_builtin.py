@@ -4,7 +4,7 @@ Why they exist: a round must run offline (demo, CI, tests) without downloading a
 show a spread of difficulty for a 135M model, so that some first trials fail and reflection has something to fix.
 Every problem is written here from templates, not copied from any dataset; its gold answer is computed by
 construction (exact `Fraction` arithmetic) and checked by an assertion. A fixed seed makes the output
-deterministic, so `python -m reflectevo.problems.build_builtin` rewrites the committed files byte for byte.
+deterministic, so `python -m problems.build_builtin` rewrites the committed files byte for byte.
 
 Problem i uses template i % 8, so any prefix of a set mixes all templates.
 """

@@ -28,8 +28,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from reflectevo.errors import RefusedError
-from reflectevo.problems import PARSERS, BadInput, ProblemSource, row_repairs, unique_ids
+from problems import PARSERS, BadInput, row_repairs, unique_ids
+from reflectevo.config import ProblemSource
+from reflectevo.errors import DataError, RefusedError
 from reflectevo.schema import Problem, VerdictStatus
 
 MAX_LINE_BYTES = 1 << 20
@@ -175,7 +176,6 @@ def verify_command(
 ) -> None:
     """Verify answers against problems and write one verdict per answer."""
     from verifiers import verify_many
-    from verifiers.sandbox import SandboxUnavailable
 
     console = Console()
     rejected = out.with_name(out.name + ".rejected.jsonl")
@@ -183,20 +183,11 @@ def verify_command(
         for flag, given in (("--problems", problems), ("--answers", answers)):
             if target.resolve() == given.resolve():
                 raise RefusedError(f"--out {out}: would overwrite {flag} {given}; fix: choose another --out")
-    try:
-        pairs, bad, repairs = _pairs(task, problems, answers)
-    except BadInput as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    pairs, bad, repairs = _pairs(task, problems, answers)
     if bad and not skip_bad:
         more = f" ({len(bad) - 1} more bad rows; --skip-bad sets them aside and verifies the rest)" if len(bad) > 1 else ""
-        typer.echo(f"error: {bad[0]}{more}", err=True)
-        raise typer.Exit(2)
-    try:
-        verdicts = verify_many(pairs)
-    except SandboxUnavailable as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+        raise DataError(f"{bad[0]}{more}")
+    verdicts = verify_many(pairs)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for (problem, _), verdict in zip(pairs, verdicts):

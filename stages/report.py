@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from reflectevo.lineage import Lineage
 from reflectevo.schema import RoundManifest
+from stages.lineage import Lineage
 
 # The curation filters in the order curate.filter_reason applies them: each sees what the one before kept.
 FILTERS = ("empty_reflection", "unparseable_second_trial", "states_gold_answer", "duplicate")

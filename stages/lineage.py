@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from reflectevo.config import RoundConfig, load_config
 from reflectevo.errors import ConfigError, RefusedError
-from reflectevo.rounds import finished_rounds, read_manifest
 from reflectevo.schema import RoundManifest
 from reflectevo.shards import atomic_write_text
+from stages.prepare import finished_rounds, read_manifest
 
 LINEAGE_FILE = "lineage.json"
 LOCK_FILE = ".lineage.lock"
@@ -106,7 +106,7 @@ def lineage_config(config: str | None, overrides: dict, round_: int | None = Non
     if config is not None:
         return cfg
     here = {"run_dir": cfg.run_dir, "name": cfg.name}  # where the lineage was found, whatever its files say
-    own = cfg.round_path(round_) / "config.json" if round_ is not None else None
+    own = cfg.layout(round_).config if round_ is not None else None
     lineage = read_lineage(cfg)
     if own is not None and own.exists():
         return load_config(str(own), {**overrides, **here})
@@ -186,7 +186,7 @@ def record_round(cfg: RoundConfig, manifest: RoundManifest, flow_run_id: str | N
         adapter=manifest.adapter.path if trained else manifest.model.adapter,
         adapter_sha256=manifest.adapter.sha256 if trained else manifest.model.adapter_sha256,
         trained=trained, dplus_rows=manifest.datasets["dplus"].rows if "dplus" in manifest.datasets else 0,
-        metrics=manifest.metrics, config=str(Path(f"round-{manifest.round}") / "config.json"),
+        metrics=manifest.metrics, config=str(cfg.layout(manifest.round).relative_config),
         flow_run_id=flow_run_id, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     lineage = read_lineage(cfg) or Lineage(name=cfg.name, run_path=str(cfg.run_path().resolve()))

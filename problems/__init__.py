@@ -1,7 +1,7 @@
 """Problem sources: where a round's questions come from, and the question-level train/eval split.
 
 A source is a typed config (`ProblemSource`); `load_problems` turns it into `Problem` records through the parser
-registered for its `format`. Bad rows raise `BadInput` naming the file, the line and the field.
+registered for its `format` (problems/registry.py; the formats are in problems/formats.py). Bad rows raise `BadInput` naming the file, the line and the field.
 
 Real files are messy; what is unambiguous is repaired and reported rather than rejected (`load_problems_reporting`
 returns the repairs): option letters written without a period (`A text`, `A:`), and an id that a file repeats for
@@ -14,22 +14,17 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from contextlib import contextmanager
-from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from problems import formats  # noqa: F401  (registers the row formats)
+from problems.registry import PARSERS, row_repairs
+from reflectevo.config import ProblemSource
 from reflectevo.errors import ConfigError, DataError
-from reflectevo.schema import Kind, Problem
-
-BUILTIN_TASKS = {"choice": "choice.jsonl", "math": "math.jsonl"}
-
-RowParser = Callable[[dict[str, Any], "ProblemSource", str], Problem]
-PARSERS: dict[str, RowParser] = {}
-
+from reflectevo.schema import Problem
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +38,6 @@ class BadInput(DataError):
         super().__init__(f"{where}: {message}")
 
 
-class ProblemSource(BaseModel):
-    """One task family to load. The built-in families need only `task`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str = Field(description="Task family name; a built-in name ('choice', 'math') needs nothing else.")
-    format: str = Field(default="builtin", description="Row format: 'builtin' (our own Problem records: the "
-                        "built-in task's file, or `path`) or a registered parser name.")
-    path: str | None = Field(default=None, description="Local .jsonl/.json/.parquet file; or use `hub_id`.")
-    hub_id: str | None = Field(default=None, description="Dataset id for `datasets.load_dataset` (needs the hub).")
-    split: str = Field(default="test", description="Split to read when loading from the hub.")
-    kind: Kind | None = Field(default=None, description="Override the answer kind the format implies.")
-    columns: dict[str, str] = Field(default_factory=dict, description="'mapped' format: our field -> source column.")
-
-    @model_validator(mode="after")
-    def _readable(self) -> ProblemSource:
-        if self.format not in PARSERS:
-            raise ValueError(f"unknown problem format {self.format!r}; known: {', '.join(sorted(PARSERS))}")
-        if self.format == "builtin" and self.task not in BUILTIN_TASKS and not self.path:
-            raise ValueError(f"unknown built-in task {self.task!r}; known: {', '.join(sorted(BUILTIN_TASKS))} "
-                             "(a file of our own Problem records needs `path`; a public format needs `format` too)")
-        if self.format != "builtin" and not (self.path or self.hub_id):
-            raise ValueError(f"problem source {self.task!r} needs `path` or `hub_id` for format {self.format!r}")
-        return self
-
-
 class Repair(NamedTuple):
     """One thing a source got wrong that loading fixed: `kind` is 'option_markers' or 'duplicate_id'."""
 
@@ -76,27 +45,6 @@ class Repair(NamedTuple):
     file: str
     line: int
     detail: str
-
-
-_row_repairs: ContextVar[list[str] | None] = ContextVar("row_repairs", default=None)
-
-
-def note_repair(kind: str) -> None:
-    """Called by a parser that had to read a row leniently; counted against that row's line."""
-    notes = _row_repairs.get()
-    if notes is not None:
-        notes.append(kind)
-
-
-@contextmanager
-def row_repairs() -> Iterator[list[str]]:
-    """Collect the `note_repair` kinds of the rows parsed inside."""
-    notes: list[str] = []
-    token = _row_repairs.set(notes)
-    try:
-        yield notes
-    finally:
-        _row_repairs.reset(token)
 
 
 def unique_ids(located: list[tuple[str, int, Problem]]) -> tuple[list[Problem], list[Repair]]:
@@ -122,19 +70,6 @@ def unique_ids(located: list[tuple[str, int, Problem]]) -> tuple[list[Problem], 
         repairs.append(Repair("duplicate_id", name, line, detail))
         out.append(p.model_copy(update={"id": new}))
     return out, repairs
-
-
-def register_parser(name: str) -> Callable[[RowParser], RowParser]:
-    def deco(fn: RowParser) -> RowParser:
-        PARSERS[name] = fn
-        return fn
-
-    return deco
-
-
-@register_parser("builtin")
-def _parse_builtin(row: dict[str, Any], source: ProblemSource, fallback_id: str) -> Problem:
-    return Problem(**row)
 
 
 def read_rows(path: str) -> list[tuple[int, dict[str, Any]]]:
@@ -193,7 +128,7 @@ def load_problems(source: ProblemSource) -> list[Problem]:
 def load_problems_reporting(source: ProblemSource) -> tuple[list[Problem], list[Repair]]:
     """All problems of one source, in source order, and each repair made to read the source whole."""
     if source.format == "builtin" and not source.path:
-        ref = resources.files("reflectevo.problems") / "data" / BUILTIN_TASKS[source.task]
+        ref = resources.files("problems") / "data" / f"{source.task}.jsonl"
         with resources.as_file(ref) as p:
             located = [(str(p), n, row) for n, row in read_rows(str(p))]
     elif source.path:
@@ -251,6 +186,3 @@ def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) ->
 
     held = {id(p) for p in sorted(problems, key=rank)[: round(len(problems) * eval_fraction)]}
     return [p for p in problems if id(p) not in held], [p for p in problems if id(p) in held]
-
-
-from reflectevo.problems import formats  # noqa: E402,F401  (registers the public task formats)

@@ -9,64 +9,15 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
-from models.prompts import (
-    FEEDBACK_WRONG,
-    correction_messages,
-    draw_instructions,
-    final_answer_text,
-    reasoning_messages,
-    reflection_messages,
-)
+from models.engines import Engine, load_engine
+from models.prompts import FEEDBACK_WRONG, correction_messages, draw_instructions, reflection_messages
+from reflectevo.config import EngineConfig, GenerateConfig
 from reflectevo.schema import Attempt, ModelRef, Problem, Reflection, ShardManifest, Trajectory
 from reflectevo.shards import content_key, finished, read_jsonl, write_shard
-from verifiers import verify_many
-
-
-class GenerateConfig(BaseModel):
-    """Sampling and sizes of the generation stage."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fewshot: int = Field(default=3, ge=0, le=3, description="Worked examples (models/prompts.py EXEMPLARS) in the "
-                         "reasoning and correction prompts; evaluation asks with the same prompts.")
-    instructions: int = Field(default=1, ge=1, le=32, description="Pool instructions drawn per failed problem (m).")
-    reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
-    temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
-    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
-    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
-    seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
-    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
-    verdicts: Literal["verifier", "shuffled"] = Field(
-        default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
-        "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "
-        "judged correct and cuts its link to the answer. A loop that still 'learns' under it learns something "
-        "other than the task. Evaluation always uses the true verifier.")
-
-    def trial_sampling(self) -> SamplingConfig:
-        return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
-
-    def reflection_sampling(self, n: int) -> SamplingConfig:
-        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p,
-                              max_tokens=self.reflection_max_tokens, seed=self.seed)
-
-
-def attempt_batch(engine: Engine, problems: list[Problem], prompts: list[str], sampling: SamplingConfig,
-                  trial: int) -> list[Attempt]:
-    """One greedy trial for each (problem, prompt): generate, extract `Finish[...]`, verify, all batched."""
-    outputs = [c[0] for c in engine.generate(prompts, sampling)] if prompts else []
-    answers, texts = zip(*(final_answer_text(o.text) for o in outputs)) if outputs else ((), ())
-    verdicts = verify_many(list(zip(problems, texts)))
-    return [
-        Attempt(trial=trial, prompt=pr, output=o.text, answer=a if a is not None else v.parsed_answer,
-                status=v.status, reason=v.reason, output_tokens=o.tokens)
-        for pr, o, a, v in zip(prompts, outputs, answers, verdicts)
-    ]
+from stages.trial import attempt_batch, first_trials
 
 
 def judged(attempts: list[Attempt], cfg: GenerateConfig, salt: str) -> list[Attempt]:
@@ -89,8 +40,7 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
     """The generation steps for a list of problems, without any file or Prefect around them."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    firsts = judged(attempt_batch(engine, problems, [engine.render(reasoning_messages(p, cfg.fewshot)) for p in problems],
-                                  cfg.trial_sampling(), trial=1), cfg, f"{round_}:{shard}:first")
+    firsts = judged(first_trials(engine, problems, cfg.trial_sampling(), cfg.fewshot), cfg, f"{round_}:{shard}:first")
     timings["first_trial_s"] = time.perf_counter() - t
 
     wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]
@@ -144,16 +94,30 @@ def count(trajectories: list[Trajectory]) -> dict[str, int]:
     }
 
 
-def generate_shard(problems_path: str, out_path: str, key: str, model: ModelRef, model_path: str,
-                   engine: EngineConfig, cfg: GenerateConfig, round_: int, shard: int) -> ShardManifest:
+class ShardJob(BaseModel):
+    """Everything one generation shard needs, including the key that decides whether it is already done."""
+
+    problems_path: str
+    out_path: str
+    key: str
+    model: ModelRef
+    model_path: str
+    engine: EngineConfig
+    generate: GenerateConfig
+    round: int
+    shard: int
+
+
+def generate_shard(job: ShardJob) -> ShardManifest:
     """Make (or find finished) one trajectory shard; returns its manifest."""
-    info = finished(out_path, key)
+    info = finished(job.out_path, job.key)
     if info is None:
-        problems = read_jsonl(problems_path, Problem)
-        eng = load_engine(engine.model_dump_json(), model_path, model.adapter)
+        problems = read_jsonl(job.problems_path, Problem)
+        engine = load_engine(job.engine, job.model_path, job.model.adapter)
         t = time.perf_counter()
-        trajectories, timings = run_round_steps(eng, problems, cfg, round_, shard)
+        trajectories, timings = run_round_steps(engine, problems, job.generate, job.round, job.shard)
         timings["total_s"] = time.perf_counter() - t
-        info = write_shard(out_path, trajectories, Trajectory, key, {"counts": count(trajectories), "timings": timings})
-    return ShardManifest(stage="generate", round=round_, shard=shard, key=key, path=out_path, rows=info["rows"],
-                         sha256=info["sha256"], model=model, **info["meta"])
+        info = write_shard(job.out_path, trajectories, Trajectory, job.key,
+                           {"counts": count(trajectories), "timings": timings})
+    return ShardManifest(stage="generate", round=job.round, shard=job.shard, key=job.key, path=job.out_path,
+                         rows=info["rows"], sha256=info["sha256"], model=job.model, **info["meta"])

@@ -7,10 +7,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from verifiers.cli import MAX_LINE_BYTES, verify_command
+from cli.app import guarded
+from cli.verify import MAX_LINE_BYTES, verify_command
 
 app = typer.Typer()
-app.command("verify")(verify_command)
+app.command("verify")(guarded(verify_command))
 app.command("noop")(lambda: None)  # a second command, so `verify` is a subcommand as in the real app
 
 LOGIQA = [

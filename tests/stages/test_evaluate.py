@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models.engines import EngineConfig
-from reflectevo.evaluate import EvalConfig, evaluate_model, first_trials, run_eval
+from reflectevo.config import EngineConfig, EvalConfig
 from reflectevo.schema import ModelRef, Problem
 from reflectevo.shards import write_jsonl
+from stages.evaluate import evaluate_model, run_eval
+from stages.trial import first_trials
 
 
 def choice(i: int, gold: str, task: str = "choice") -> Problem:
@@ -52,7 +53,7 @@ class TestRunEval:
 
     def test_paper_protocol_reuses_the_given_first_trials(self, scripted_engine, problems):
         base = scripted_engine(lambda p, s: "Finish[C]")  # the base model answers C everywhere
-        first = first_trials(base, problems, EvalConfig())
+        first = first_trials(base, problems, EvalConfig().trial_sampling(), fewshot=0)
         round_model = scripted_engine(reply)
         metrics, samples = run_eval(round_model, problems, EvalConfig(), first)
         assert metrics["all"]["acc@t1"] == 0.4 and samples[1]["resps"][0] == ["Finish[C]"]
@@ -89,7 +90,7 @@ class TestRunEval:
 
 @pytest.mark.parametrize("feedback", ["oracle", "intrinsic"])
 def test_results_json_keys_under_both_feedback_modes(scripted_engine, problems, feedback):
-    from reflectevo.evaluate import results_document
+    from stages.evaluate import results_document
 
     cfg = EvalConfig(feedback=feedback)
     metrics, _ = run_eval(scripted_engine(reply), problems, cfg)
@@ -103,7 +104,7 @@ def test_results_and_samples_files_in_lm_eval_shape(tiny_model_path, tmp_path):
     write_jsonl(path, [choice(0, "A"), choice(1, "B"), choice(2, "C"),
                        Problem(id="m0", task="math", kind="math", question="1+1?", answer="2")])
     model = ModelRef(base="tiny", base_sha256="abc")
-    engine = EngineConfig(name="transformers").model_dump_json()
+    engine = EngineConfig(name="transformers")
     cfg = EvalConfig(protocol="paper", turns=2, trial_max_tokens=12, reflection_max_tokens=8)
     results_path, metrics = evaluate_model(cfg, str(path), str(tmp_path / "eval"), str(tmp_path / "cache"), model,
                                            tiny_model_path, engine, {"round": 1})

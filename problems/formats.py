@@ -26,9 +26,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from reflectevo.problems import ProblemSource, note_repair, register_parser
+from problems.registry import note_repair, register_parser
+from reflectevo.config import ProblemSource
 from reflectevo.schema import Problem
 from verifiers.math import last_boxed
+
+@register_parser("builtin")
+def _parse_builtin(row: dict[str, Any], source: ProblemSource, fallback_id: str) -> Problem:
+    return Problem(**row)
+
 
 LETTERS = string.ascii_uppercase
 _OPTION = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.*)$")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Literal, Optional
-
-import typer
+from typing import Any, Iterator, Literal
 
 from models.prompts import FEEDBACK_WRONG, reflection_messages
+from problems import BadInput, read_rows
 from reflectevo.errors import DataError, RefusedError
-from reflectevo.problems import BadInput, read_rows
+from reflectevo.layout import ROUND_FOLDER, RoundLayout
 from reflectevo.schema import DatasetManifest, PairRecord, Problem, SFTRecord
 from reflectevo.shards import content_key, file_sha256, write_shard
 
@@ -193,8 +192,9 @@ def _pair_kind(records: list[dict]) -> str:
 def in_round(folder: Path) -> Path | None:
     """The round folder `folder` is in (one holding a config.json or manifest.json), or None."""
     for parent in [folder.resolve(), *folder.resolve().parents]:
-        marked = (parent / "manifest.json").exists() or (parent / "config.json").exists()
-        if parent.name.startswith("round-") and marked:
+        m = ROUND_FOLDER.fullmatch(parent.name)
+        layout = RoundLayout(parent.parent, int(m.group(1))) if m else None
+        if layout and (layout.manifest.exists() or layout.config.exists()):
             return parent
     return None
 
@@ -279,56 +279,3 @@ def export_official(path: str, out: str, dataset: str | None = None) -> int:
     return len(lines)
 
 
-def import_command(
-    source: Annotated[str, typer.Argument(help="Official-format JSONL file, or a hub dataset id or folder.")],
-    out: Annotated[Path, typer.Option(help="Datasets folder; records go to OUT/<dplus|dpm|dpref>/.")],
-    task: Annotated[str, typer.Option(help="Task name recorded on every record.")] = "imported",
-    kind: Annotated[ImportKind, typer.Option(help="auto: D+ or pairs from the fields; pairs are Dpref when every "
-                                                  "rejected second answer is the gold one, else D±.")] = "auto",
-    split: Annotated[str, typer.Option(help="Hub datasets: the split to read.")] = "train",
-    rendered_prompts: Annotated[bool, typer.Option(help="Prompts are already chat-template-rendered (files "
-                                                        "exported by this project), not user messages.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace a dataset file a different import wrote.")] = False,
-) -> None:
-    """Import official ReflectEvo D+ / D± / Dpref records as a dataset any training setting can use."""
-    manifest = import_official(source, str(out), task, kind, split, rendered_prompts, force)
-    typer.echo(f"{manifest.name}: {manifest.rows} records -> {manifest.path}")
-
-
-def export_command(
-    path: Annotated[str, typer.Argument(help="A dataset parquet file or folder (e.g. a round's datasets/dplus).")],
-    out: Annotated[Path, typer.Option(help="Output JSONL file.")],
-    dataset: Annotated[Optional[DatasetName], typer.Option(help="The dataset, when PATH holds several.")] = None,
-) -> None:
-    """Export a dataset as official ReflectEvo JSONL records."""
-    n = export_official(path, str(out), dataset)
-    typer.echo(f"{n} records -> {out}")
-
-
-def export_model_command(
-    adapter_dir: Annotated[str, typer.Argument(help="A LoRA adapter folder a round trained.")],
-    out: Annotated[Path, typer.Option(help="Folder for the standalone merged model.")],
-    base: Annotated[Optional[str], typer.Option(help="Base model; default: the one the adapter records.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing model folder at --out.")] = False,
-) -> None:
-    """Merge a LoRA adapter into its base model and save it, with the tokenizer, as a standalone checkpoint."""
-    from models.training import merge_adapter
-
-    folder = Path(adapter_dir)
-    if not (folder / "adapter_config.json").is_file():
-        raise DataError(f"ADAPTER_DIR {adapter_dir}: " + ("does not exist" if not folder.exists() else
-                        "has no adapter_config.json, so it is not a LoRA adapter folder") +
-                        "; fix: pass a round's adapter folder, e.g. runs/default/round-1/adapter")
-    if base is not None:
-        from reflectevo.config import check_model
-
-        check_model(base)
-    if out.exists() and not out.is_dir():
-        raise RefusedError(f"--out {out}: is a file; fix: choose a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise RefusedError(f"--out {out}: folder exists and is not empty; fix: pass --force to replace it, or "
-                           "choose a new folder")
-    try:
-        typer.echo(f"merged model -> {merge_adapter(adapter_dir, str(out), base)}")
-    except ValueError as e:
-        raise DataError(f"ADAPTER_DIR {adapter_dir}: {e}") from None

@@ -8,41 +8,27 @@ exit code 2 when rerunning cannot help (`reflectevo.errors.PermanentError`), els
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+import tempfile
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Callable, Optional
 
-# Before anything imports prefect. A busy machine is normal: Prefect's 20 s for the temporary server to start is
-# not enough on a loaded 2-core box. Telemetry fails offline and logs an ERROR on every run. The user's own
-# settings win.
-PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-for _key, _value in PREFECT_DEFAULTS.items():
-    os.environ.setdefault(_key, _value)
+import click
+import typer
 
-import functools  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import traceback  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Callable, Optional  # noqa: E402
-
-import click  # noqa: E402
-import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.markup import escape  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from reflectevo.errors import PermanentError  # noqa: E402
-from reflectevo.interop import export_command, export_model_command, import_command  # noqa: E402
-from reflectevo.resume_cmd import resume_command  # noqa: E402
-from reflectevo.report import pm  # noqa: E402
-from reflectevo.schema import RoundManifest  # noqa: E402
-from verifiers.cli import verify_command  # noqa: E402
+from cli.interop import export_command, export_model_command, import_command
+from cli.resume import resume_command
+from cli.rounds import print_round, report_repairs
+from cli.verify import verify_command
+from reflectevo.errors import PermanentError
 
 # rich_markup_mode=None: usage errors print click's plain "Error: ..." line, not a box that wraps the message.
 app = typer.Typer(help="ReflectEvo on Prefect: rounds of self-reflection learning for small language models.",
                   no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False)
-console = Console()
 
 SERVER_HINT = ("the temporary Prefect server did not start in time (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="
                "{timeout}); fix: raise that timeout, or start a server once with `prefect server start` and point "
@@ -110,27 +96,6 @@ def _split(value: str | None) -> list[str] | None:
     return [t.strip() for t in value.split(",") if t.strip()] if value else None
 
 
-def print_round(manifest: RoundManifest) -> None:
-    """Per-stage counts and the held-out metrics of one round."""
-    gen = {}
-    for shard in manifest.trajectories:
-        for k, v in shard.counts.items():
-            gen[k] = gen.get(k, 0) + v
-    table = Table(title=f"round {manifest.round}: {manifest.run_dir}")
-    table.add_column("stage")
-    table.add_column("counts")
-    table.add_row("generate", ", ".join(f"{k}={v}" for k, v in gen.items()))
-    curated = next(iter(manifest.datasets.values())).counts if manifest.datasets else {}
-    table.add_row("curate", ", ".join(f"{k}={v}" for k, v in sorted(curated.items())))
-    a = manifest.adapter
-    table.add_row("train", f"adapter={a.path} rows={a.rows} {a.metrics}" if a and a.path else f"skipped: {a.skipped_reason if a else '?'}")
-    for task, m in manifest.metrics.items():
-        baseline = f" Acc@t2 without reflection={pm(m, 'acc@t2_noreflect')}" if "acc@t2_noreflect" in m else ""
-        table.add_row(escape(f"evaluate [{task}]"), f"Acc@t1={pm(m, 'acc@t1')} Acc@t2={pm(m, 'acc@t2')} "
-                                                    f"delta={pm(m, 'delta')}{baseline} n={int(m['n'])}")
-    console.print(table)
-
-
 @app.command()
 @guarded
 def evolve(
@@ -148,8 +113,8 @@ def evolve(
                                                   "cluster in RAY_ADDRESS, else starts a local Ray.")] = None,
 ) -> None:
     """Run evolution rounds under Prefect and print each round's counts and Acc@t1/Acc@t2."""
-    from reflectevo.lineage import evolve_overrides, lineage_config, lineage_lock
-    from reflectevo.rounds import read_manifest
+    from stages.lineage import evolve_overrides, lineage_config, lineage_lock
+    from stages.prepare import read_manifest
 
     config_path = str(config) if config else None
     task_list = _split(tasks)
@@ -164,16 +129,6 @@ def evolve(
                               run_dir=run_dir, name=name, config=config_path, round=round, runner=runner)
     for r in summary:
         print_round(read_manifest(cfg, int(r)))
-
-
-def report_repairs(cfg) -> None:
-    """Check the model and load every problem source whole; print what had to be repaired, one line per kind."""
-    from reflectevo.config import preflight
-    from reflectevo.problems import summarize_repairs
-
-    for task, repairs in preflight(cfg).items():
-        for line in summarize_repairs(repairs):
-            typer.echo(f"repaired [{task}]: {line}", err=True)
 
 
 app.command("verify")(guarded(verify_command))

@@ -19,10 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
-from models.engines import Engine, SamplingConfig, load_engine
+from models.engines import Engine, load_engine
 from models.prompts import extract_answer, judge_messages
+from reflectevo.config import CurateConfig, EngineConfig, SamplingConfig
 from reflectevo.schema import (
     DatasetManifest,
     ModelRef,
@@ -36,36 +37,6 @@ from reflectevo.schema import (
 from reflectevo.shards import DatasetWriter, atomic_write_text, content_key
 
 DATASETS = {"dplus": SFTRecord, "dpm": PairRecord, "dpref": PairRecord}
-
-
-class CurateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_pm_pairs_per_problem: int = Field(default=4, ge=0, description="Cap on D± pairs per problem and instruction.")
-    max_pref_pairs_per_problem: int = Field(default=2, ge=0, description="Cap on Dpref candidates per group.")
-    judge: str = Field(default="self", description="Dpref judge: 'self' (the round's model), 'none' (no Dpref), "
-                       "'model:<name or path>' (another local model, loaded like `model`) or 'openai:<base_url>' "
-                       "(an OpenAI-compatible chat completions endpoint; set judge_model).")
-    judge_model: str = Field(default="", description="Model name sent to an 'openai:' judge endpoint.")
-    judge_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the 'openai:' "
-                                   "endpoint's API key; unset: no Authorization header (local servers).")
-    judge_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout of an 'openai:' judge.")
-    judge_max_tokens: int = Field(default=32, ge=1)
-
-    @field_validator("judge")
-    @classmethod
-    def _judge_kind(cls, value: str) -> str:
-        kind, _, target = value.partition(":")
-        if value in ("self", "none") or (kind in ("model", "openai") and target):
-            return value
-        raise ValueError(f"curate.judge {value!r}: use 'self', 'none', 'model:<name or path>' or 'openai:<base_url>'")
-
-    @model_validator(mode="after")
-    def _openai_needs_model(self) -> CurateConfig:
-        if self.judge.startswith("openai:") and not self.judge_model:
-            raise ValueError(f"curate.judge {self.judge!r} needs curate.judge_model, the model name the endpoint "
-                             "serves")
-        return self
 
 
 class JudgeResult(BaseModel):
@@ -148,7 +119,7 @@ class OpenAIJudge(BothOrdersJudge):
         return prompts, outs
 
 
-def make_judge(cfg: CurateConfig, engine_config: str, model: ModelRef, model_path: str) -> Judge | None:
+def make_judge(cfg: CurateConfig, engine_config: EngineConfig, model: ModelRef, model_path: str) -> Judge | None:
     """The Dpref judge `cfg.judge` names; None for 'none'."""
     if cfg.judge == "none":
         return None

@@ -7,9 +7,10 @@ import re
 import pytest
 
 from models.prompts import INSTRUCTIONS
-from reflectevo.curate import CurateConfig, JudgeResult, build_sets, states_gold
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import CurateConfig, GenerateConfig
 from reflectevo.schema import Problem
+from stages.curate import JudgeResult, build_sets, states_gold
+from stages.generate import run_round_steps
 
 
 def choice(i: int, gold: str) -> Problem:

@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from reflectevo.cli import app
-from reflectevo.curate import CurateConfig, build_sets
-from reflectevo.generate import GenerateConfig, run_round_steps
-from reflectevo.interop import InteropError, export_official, import_official
+from cli.app import app
+from reflectevo.config import CurateConfig, GenerateConfig
 from reflectevo.schema import PairRecord, Problem, SFTRecord
 from reflectevo.shards import read_records, write_shard
+from stages.curate import build_sets
+from stages.generate import run_round_steps
+from stages.interop import InteropError, export_official, import_official
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL = {"dplus": FIXTURES / "official_dplus.jsonl", "dpm": FIXTURES / "official_dpm.jsonl",
@@ -146,7 +147,8 @@ def test_cli_import_and_export(tmp_path):
 
 @pytest.mark.parametrize("setting", ["sft_one_stage", "sft_two_stage", "dpo_pm", "dpo_pref"])
 def test_imported_data_feeds_every_training_setting(setting, tiny_model_path, tmp_path):
-    from models.training import TrainConfig, train_adapter
+    from models.training import train_adapter
+    from reflectevo.config import TrainConfig
 
     datasets = {name: import_official(str(path), str(tmp_path / "data")) for name, path in OFFICIAL.items()}
     manifest = train_adapter(TrainConfig(setting=setting, max_steps=1, batch_size=2, eval_fraction=0), tiny_model_path,

@@ -12,7 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from cli.rounds import print_round, report_repairs
 from reflectevo.errors import ConfigError
+from reflectevo.layout import RoundLayout
 
 
 def round_config(run: Path, round_: int) -> Path:
@@ -20,9 +22,9 @@ def round_config(run: Path, round_: int) -> Path:
     if not run.is_dir():
         raise ConfigError(f"RUN {run}: " + ("is a file" if run.exists() else "folder does not exist") +
                           "; fix: pass the run folder <run_dir>/<name>, e.g. runs/default")
-    path = run / f"round-{round_}" / "config.json"
+    path = RoundLayout(run, round_).config
     if not path.exists():
-        started = sorted(p.parent.name for p in run.glob("round-*/config.json"))
+        started = [f"round-{r}" for r in RoundLayout.rounds_in(run) if RoundLayout(run, r).config.exists()]
         raise ConfigError(
             f"--round {round_}: round {round_} of {run} never started ({path} is missing; started: "
             f"{', '.join(started) or 'none'}); fix: start it with: reflectevo evolve --run-dir {run.parent} "
@@ -38,10 +40,9 @@ def resume_command(
              "(default <run>/prefect-results).")] = None,
 ) -> None:
     """Run round R of a run again: finished shards are reused, missing or failed ones are generated."""
-    from reflectevo.cli import print_round, report_repairs
     from reflectevo.config import load_config
-    from reflectevo.lineage import lineage_lock, result_storage_for
-    from reflectevo.rounds import read_manifest
+    from stages.lineage import lineage_lock, result_storage_for
+    from stages.prepare import read_manifest
 
     config = round_config(run, round)
     # Checked before Prefect starts: the stored config still validates, its model and problem files still load.

@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
-from reflectevo.curate import CurateConfig, ModelJudge, OpenAIJudge, build_sets, make_judge
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import CurateConfig, EngineConfig, GenerateConfig
 from reflectevo.schema import ModelRef, Problem
+from stages.curate import ModelJudge, OpenAIJudge, build_sets, make_judge
+from stages.generate import run_round_steps
 
 PREFERRED = "Option C fits better."
 
@@ -74,7 +75,7 @@ class TestOpenAIJudge:
         url, state = endpoint
         monkeypatch.setenv("JUDGE_KEY", "secret")
         cfg = CurateConfig(judge=f"openai:{url}", judge_model="judge-1", judge_api_key_env="JUDGE_KEY")
-        judge = make_judge(cfg, "{}", MODEL, "unused")
+        judge = make_judge(cfg, EngineConfig(), MODEL, "unused")
         sets, counts = build_sets(trajectories, cfg, judge)
 
         assert isinstance(judge, OpenAIJudge) and counts["dpref"] == 1
@@ -118,8 +119,8 @@ class TestOpenAIJudge:
 
 
 def test_another_local_model_judges(tiny_model_path, trajectories):
-    judge = make_judge(CurateConfig(judge=f"model:{tiny_model_path}", judge_max_tokens=8), '{"name": "transformers"}',
-                       MODEL, "unused")
+    cfg = CurateConfig(judge=f"model:{tiny_model_path}", judge_max_tokens=8)
+    judge = make_judge(cfg, EngineConfig(name="transformers"), MODEL, "unused")
     assert isinstance(judge, ModelJudge) and judge.name == f"model:{tiny_model_path}"
     [result] = judge.compare([(trajectories[0].problem, "Consider option C.", PREFERRED)])
     assert len(result.prompts) == 2 and result.prompts[0].startswith("<|im_start|>user")
@@ -128,7 +129,7 @@ def test_another_local_model_judges(tiny_model_path, trajectories):
 
 
 def test_none_judge_makes_no_dpref():
-    assert make_judge(CurateConfig(judge="none"), "{}", MODEL, "unused") is None
+    assert make_judge(CurateConfig(judge="none"), EngineConfig(), MODEL, "unused") is None
 
 
 @pytest.mark.parametrize("fields,message", [

