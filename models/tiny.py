@@ -3,7 +3,7 @@
 Built from a config in a few minutes on one CPU core and saved like any HF checkpoint, so every code path that
 loads a model (engines, LoRA and full training, adapters) runs on it unchanged. It is pretrained on the format
 of each prompt role and on reading an option's letter, never on a task's rule: the learnable world
-(reflectevo/problems/world.py) asks it to learn one through the loop. Llama, not Qwen2: transformers swaps the
+(problems/world.py) asks it to learn one through the loop. Llama, not Qwen2: transformers swaps the
 tokenizer class of Qwen2 checkpoints, which changes the token ids of a locally trained tokenizer.
 """
 
