@@ -12,9 +12,8 @@ import itertools
 import random
 import re
 
-from reflectevo.schema import Problem
+from reflectevo.schema import OPTION_LETTERS, Problem
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 CHECK_STYLES = {
     "1": "Trace the failed solution step by step, verifying each step before moving on.",
@@ -86,7 +85,7 @@ EXEMPLARS: dict[str, list[tuple[str, list[str], str]]] = {
 
 def option_letter(index: int) -> str:
     """A, B, ..., Z, then AA, AB, ...: any number of options gets a letter."""
-    return LETTERS[index] if index < len(LETTERS) else option_letter(index // 26 - 1) + LETTERS[index % 26]
+    return OPTION_LETTERS[index] if index < len(OPTION_LETTERS) else option_letter(index // 26 - 1) + OPTION_LETTERS[index % 26]
 
 
 def question_block(problem: Problem) -> str:

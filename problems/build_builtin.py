@@ -20,11 +20,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-from reflectevo.schema import Problem
+from reflectevo.schema import OPTION_LETTERS, Problem
 
 SEED = 20240517
 N_PER_SET = 64
-LETTERS = "ABCD"
+LETTERS = OPTION_LETTERS[:4]  # four options
 DATA_DIR = Path(__file__).parent / "data"
 
 

@@ -20,7 +20,6 @@ get the fallback id `load_problems` passes (file stem + line number).
 from __future__ import annotations
 
 import re
-import string
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,7 +27,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from problems.registry import note_repair, register_parser
 from reflectevo.config import ProblemSource
-from reflectevo.schema import Problem
+from reflectevo.schema import OPTION_LETTERS, Problem
 from verifiers.math import last_boxed
 
 @register_parser("builtin")
@@ -36,7 +35,6 @@ def _parse_builtin(row: dict[str, Any], source: ProblemSource, fallback_id: str)
     return Problem(**row)
 
 
-LETTERS = string.ascii_uppercase
 _OPTION = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.*)$")
 # Official LogiQA writes 30 of its 500 questions' options as "A All American ..." or "A: ...": read only when no
 # block of strict markers is found, and counted as a repair.
@@ -81,7 +79,7 @@ def _split_options(text: str, marker: re.Pattern) -> tuple[str, list[str]]:
         options: list[str] = []
         for line in lines[start:]:
             m = marker.match(line)
-            if m and m.group(1) == LETTERS[len(options)]:
+            if m and m.group(1) == OPTION_LETTERS[len(options)]:
                 options.append(m.group(2).strip())
             elif options:
                 options[-1] = f"{options[-1]} {line.strip()}".strip()
@@ -94,8 +92,8 @@ def _letter(field: str, answer: str, choices: list[str]) -> str:
     if not choices:
         raise _invalid(field, answer, "a multiple-choice answer needs choices")
     letter = answer.strip().strip("()").rstrip(".").upper()
-    if len(letter) != 1 or letter not in LETTERS[: len(choices)]:
-        raise _invalid(field, answer, f"expected an option letter A-{LETTERS[len(choices) - 1]}, got {answer!r}")
+    if len(letter) != 1 or letter not in OPTION_LETTERS[: len(choices)]:
+        raise _invalid(field, answer, f"expected an option letter A-{OPTION_LETTERS[len(choices) - 1]}, got {answer!r}")
     return letter
 
 
@@ -122,7 +120,7 @@ def parse_logiqa(row: dict[str, Any], source: ProblemSource, fallback_id: str) -
         r = _LogiQASplit.model_validate(row)
         if not 0 <= r.correct_option < len(r.options):
             raise _invalid("correct_option", r.correct_option, f"index out of range for {len(r.options)} options")
-        question, choices, answer = f"{r.context.strip()}\n{r.query.strip()}", r.options, LETTERS[r.correct_option]
+        question, choices, answer = f"{r.context.strip()}\n{r.query.strip()}", r.options, OPTION_LETTERS[r.correct_option]
     else:
         r = _LogiQAInline.model_validate(row)
         question, choices = split_options(r.question)
@@ -231,7 +229,7 @@ def parse_mapped(row: dict[str, Any], source: ProblemSource, fallback_id: str) -
         if isinstance(r.answer, int):
             if not 0 <= r.answer < len(r.choices):
                 raise _invalid(source.columns["answer"], r.answer, f"index out of range for {len(r.choices)} choices")
-            answer = LETTERS[r.answer]
+            answer = OPTION_LETTERS[r.answer]
         else:
             answer = _letter(source.columns.get("answer", "answer"), answer, r.choices)
     return Problem(id=_row_id(r.id, fallback_id), task=source.task, kind=kind, question=r.question.strip(),

@@ -18,9 +18,9 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from reflectevo.schema import Problem
+from reflectevo.schema import OPTION_LETTERS, Problem
 
-LETTERS = "ABCD"
+LETTERS = OPTION_LETTERS[:4]  # four options
 
 # rule name -> (question text, pick: the index of the correct option among distinct values)
 RULES: dict[str, tuple[str, Callable[[list[int]], int]]] = {

@@ -14,6 +14,8 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 Kind = Literal["choice", "math", "code", "freetext"]
+# The option letters, in order: the one definition that prompts, problem parsers and the choice verifier share.
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 VerdictStatus = Literal["correct", "wrong", "unparseable", "timeout", "runtime_error", "unverifiable"]
 
 

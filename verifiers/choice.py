@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 import string
 
-from reflectevo.schema import Problem, Verdict
+from reflectevo.schema import OPTION_LETTERS, Problem, Verdict
 
-_ALL_LETTERS = string.ascii_uppercase
 # "answer is B", "Answer: (b)", "option C", "the correct choice is D." — the last such phrase wins, because
 # models often restate a rejected option before the final one.
 # A lower-case letter counts only in parentheses or before punctuation/the end: "the answer is a bit unclear".
@@ -48,7 +47,7 @@ def _norm(text: str) -> str:
 
 def extract_letter(output: str, choices: list[str]) -> str | None:
     """The uppercase option letter the output names, or None; letters beyond the options do not count."""
-    valid = _ALL_LETTERS[: len(choices)] if choices else _ALL_LETTERS
+    valid = OPTION_LETTERS[: len(choices)] if choices else OPTION_LETTERS
     if names_several_options(output, valid):
         return None
     m = _LEADING.match(output)
@@ -70,11 +69,11 @@ def verify(problem: Problem, output: str) -> Verdict:
     gold = problem.answer.strip().strip("()").upper()
     letter = extract_letter(output, problem.choices)
     if letter is None:
-        valid = _ALL_LETTERS[: len(problem.choices)] if problem.choices else _ALL_LETTERS
+        valid = OPTION_LETTERS[: len(problem.choices)] if problem.choices else OPTION_LETTERS
         if names_several_options(output, valid):
             return Verdict(status="unparseable", reason="the answer lists several options or names two letters; "
                                                         "choose one")
-        span = f"A-{_ALL_LETTERS[len(problem.choices) - 1]}" if problem.choices else "A-Z"
+        span = f"A-{OPTION_LETTERS[len(problem.choices) - 1]}" if problem.choices else "A-Z"
         return Verdict(status="unparseable", reason=f"no option letter ({span}) or option text found in the answer")
     if letter == gold:
         return Verdict(status="correct", parsed_answer=letter, reason=f"chose {letter}, the gold option")
