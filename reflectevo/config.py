@@ -123,10 +123,18 @@ class TrainConfig(BaseModel):
         return self.dtype == "bfloat16"
 
 
-class GenerateConfig(BaseModel):
-    """Sampling and sizes of the generation stage."""
+class TokenLimits(BaseModel):
+    """How many tokens a trial and a reflection may generate: one definition for generation and evaluation, which
+    each set their own (`generate.trial_max_tokens`, `evaluate.trial_max_tokens`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
+    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
+
+
+class GenerateConfig(TokenLimits):
+    """Sampling and sizes of the generation stage."""
 
     fewshot: int = Field(default=3, ge=0, le=3, description="Worked examples (models/prompts.py EXEMPLARS) in the "
                          "reasoning and correction prompts; evaluation asks with the same prompts.")
@@ -134,8 +142,6 @@ class GenerateConfig(BaseModel):
     reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
     temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
-    trial_max_tokens: int = Field(default=192, ge=1, description="Generated tokens at most per trial (greedy).")
-    reflection_max_tokens: int = Field(default=128, ge=1, description="Generated tokens at most per reflection.")
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
     rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
     verdicts: Literal["verifier", "shuffled"] = Field(
@@ -182,8 +188,7 @@ class CurateConfig(BaseModel):
         return self
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvalConfig(TokenLimits):
 
     protocol: Literal["paper", "evolution"] = Field(
         default="paper", description="paper: trial 1 from the base model, the same in every round; evolution: "
@@ -195,8 +200,6 @@ class EvalConfig(BaseModel):
     turns: int = Field(default=1, ge=1, le=16, description="Reflection turns T at most: accuracy is reported after "
                        "each trial, acc@t1 .. acc@t{T+1}.")
     instruction_id: str = Field(default="1-1-1", description="Pool instruction used for the test-time reflection.")
-    trial_max_tokens: int = Field(default=192, ge=1)
-    reflection_max_tokens: int = Field(default=128, ge=1)
 
     def model_post_init(self, _) -> None:
         if not INSTRUCTION_ID.fullmatch(self.instruction_id):
