@@ -95,8 +95,8 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="reflectevo-ceiling-"))
     info = write_shard(out / "dplus" / "train.parquet", list(perfect_records(engine, train, args.seed)), SFTRecord,
                        "ceiling")
-    datasets = {"dplus": DatasetManifest(name="dplus", path=str(out / "dplus" / "train.parquet"), rows=info["rows"],
-                                         sha256=info["sha256"])}
+    datasets = {"dplus": DatasetManifest(name="dplus", path=str(out / "dplus" / "train.parquet"), rows=info.rows,
+                                         sha256=info.sha256)}
     first = first_trials(engine, held, eval_cfg.trial_sampling(), fewshot)
     before, _ = run_eval(engine, held, eval_cfg, first, fewshot)
     release_engines()

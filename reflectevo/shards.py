@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from reflectevo.schema import features_for
 
@@ -62,17 +62,31 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+class ShardMarker(BaseModel):
+    """A finished shard's `.done` marker: what made it (key), what it holds (rows, the file's sha256), and the
+    stage's counts and timings (meta), so a finished shard's manifest is read back from the marker alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    rows: int
+    sha256: str
+    meta: dict[str, Any] = {}
+
+
 def marker_path(path: Path) -> Path:
     return path.with_name(path.name + ".done")
 
 
-def write_shard(path: str | Path, records: list[BaseModel], model: type[BaseModel], key: str,
-                meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write records as a parquet shard with the model's Features, then its marker; returns the marker.
+def _mark(path: Path, key: str, rows: int, meta: dict[str, Any] | None) -> ShardMarker:
+    marker = ShardMarker(key=key, rows=rows, sha256=file_sha256(path), meta=meta or {})
+    atomic_write_text(marker_path(path), marker.model_dump_json())
+    return marker
 
-    The marker holds the key, row count, file hash and `meta` (counts, timings), so a finished shard's
-    manifest is read back from it alone.
-    """
+
+def write_shard(path: str | Path, records: list[BaseModel], model: type[BaseModel], key: str,
+                meta: dict[str, Any] | None = None) -> ShardMarker:
+    """Write records as a parquet shard with the model's Features, then its marker; returns the marker."""
     from datasets import Dataset
 
     path = Path(path)
@@ -81,23 +95,20 @@ def write_shard(path: str | Path, records: list[BaseModel], model: type[BaseMode
     rows = [r.model_dump() for r in records]
     ds = Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
     atomic_write_bytes(path, lambda tmp: ds.to_parquet(tmp))
-    sha = file_sha256(path)
-    info = {"key": key, "rows": len(records), "sha256": sha, "meta": meta or {}}
-    atomic_write_text(marker_path(path), json.dumps(info))
-    return info
+    return _mark(path, key, len(records), meta)
 
 
-def finished(path: str | Path, key: str) -> dict[str, Any] | None:
+def finished(path: str | Path, key: str) -> ShardMarker | None:
     """The marker of a finished shard with this key, or None if it must be (re)made."""
     path = Path(path)
     marker = marker_path(path)
     if not (path.exists() and marker.exists()):
         return None
     try:
-        info = json.loads(marker.read_text())
-    except json.JSONDecodeError:
+        info = ShardMarker.model_validate_json(marker.read_text())
+    except ValidationError:  # a torn or foreign marker: the shard is made again
         return None
-    if info.get("key") != key or info.get("sha256") != file_sha256(path):
+    if info.key != key or info.sha256 != file_sha256(path):
         return None
     return info
 
@@ -185,10 +196,7 @@ class DatasetWriter:
                 with open(shard["path"], "rb+") as f:
                     os.fsync(f.fileno())
                 os.replace(shard["path"], self.stage / name)
-                info = {"key": self.key, "rows": shard["rows"], "sha256": file_sha256(self.stage / name),
-                        "meta": meta or {}}
-                atomic_write_text(marker_path(self.stage / name), json.dumps(info))
-                names.append((name, info["sha256"]))
+                names.append((name, _mark(self.stage / name, self.key, shard["rows"], meta).sha256))
             old = self.folder.with_name(self.stage.name + ".old")
             if self.folder.exists():
                 os.replace(self.folder, old)

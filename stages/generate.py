@@ -120,4 +120,4 @@ def generate_shard(job: ShardJob) -> ShardManifest:
         info = write_shard(job.out_path, trajectories, Trajectory, job.key,
                            {"counts": count(trajectories), "timings": timings})
     return ShardManifest(stage="generate", round=job.round, shard=job.shard, key=job.key, path=job.out_path,
-                         rows=info["rows"], sha256=info["sha256"], model=job.model, **info["meta"])
+                         rows=info.rows, sha256=info.sha256, model=job.model, **info.meta)

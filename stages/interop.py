@@ -237,7 +237,7 @@ def import_official(source: str, out_dir: str, task: str = "imported", kind: Imp
     key = content_key(stage="import", source=origin, task=task, kind=name, rendered=rendered_prompts)
     check_import_target(Path(out_dir), path, key, force)
     info = write_shard(path, records, SFTRecord if name == "dplus" else PairRecord, key)
-    return DatasetManifest(name=name, path=str(path), rows=info["rows"], sha256=info["sha256"])
+    return DatasetManifest(name=name, path=str(path), rows=info.rows, sha256=info.sha256)
 
 
 def dataset_files(path: str, dataset: str | None = None) -> list[Path]:

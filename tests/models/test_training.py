@@ -76,7 +76,7 @@ def datasets(records, tmp_path_factory) -> dict[str, DatasetManifest]:
     for name, rows in records.items():
         path = folder / name / "train-00000-of-00001.parquet"
         info = write_shard(path, rows, SFTRecord if name == "dplus" else PairRecord, "test")
-        out[name] = DatasetManifest(name=name, path=str(path), rows=info["rows"], sha256=info["sha256"])
+        out[name] = DatasetManifest(name=name, path=str(path), rows=info.rows, sha256=info.sha256)
     return out
 
 
@@ -133,7 +133,7 @@ def test_continued_adapter_keeps_learning(datasets, tiny_model_path, tmp_path):
 def test_empty_dataset_skips_with_reason(datasets, tiny_model_path, tmp_path):
     path = tmp_path / "empty.parquet"
     info = write_shard(path, [], PairRecord, "empty")
-    empty = {**datasets, "dpref": DatasetManifest(name="dpref", path=str(path), rows=0, sha256=info["sha256"])}
+    empty = {**datasets, "dpref": DatasetManifest(name="dpref", path=str(path), rows=0, sha256=info.sha256)}
     manifest = train_adapter(TrainConfig(setting="dpo_pref"), tiny_model_path, None, empty, str(tmp_path / "a"))
     assert manifest.path is None and manifest.skipped_reason.startswith("Dpref is empty")
     assert not (tmp_path / "a").exists()

@@ -18,7 +18,7 @@ def trajectory(i: int) -> Trajectory:
 def test_shard_round_trips_with_the_schema_features(tmp_path):
     path = tmp_path / "shard.parquet"
     info = write_shard(path, [trajectory(0), trajectory(1)], Trajectory, "k1", {"counts": {"problems": 2}})
-    assert info["rows"] == 2 and info["meta"]["counts"] == {"problems": 2}
+    assert info.rows == 2 and info.meta["counts"] == {"problems": 2}
     assert read_records(path, Trajectory) == [trajectory(0), trajectory(1)]
     assert pq.read_schema(path).names == list(features_for(Trajectory))
 
@@ -32,7 +32,7 @@ def test_empty_shard_keeps_the_schema(tmp_path):
 def test_finished_needs_marker_same_key_and_unchanged_file(tmp_path):
     path = tmp_path / "shard.parquet"
     write_shard(path, [trajectory(0)], Trajectory, "k1")
-    assert finished(path, "k1")["rows"] == 1
+    assert finished(path, "k1").rows == 1
     assert finished(path, "other-key") is None
     path.write_bytes(path.read_bytes() + b"x")
     assert finished(path, "k1") is None
@@ -79,7 +79,7 @@ def test_dataset_writer_splits_into_hub_named_shards_in_order(tmp_path):
     assert info["files"] == names and info["rows"] == 6
     assert sorted(p.name for p in folder.glob("*.parquet")) == names
     assert read_records(folder, Trajectory) == [trajectory(i) for i in range(6)]
-    assert all(finished(folder / name, "k")["rows"] == 2 for name in names)
+    assert all(finished(folder / name, "k").rows == 2 for name in names)
 
 
 def test_dataset_writer_replaces_an_earlier_run_whole(tmp_path):
