@@ -143,7 +143,8 @@ class GenerateConfig(TokenLimits):
     temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
-    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just 'wrong'.")
+    rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just "
+                                "'wrong'; the code verifier's then names the failing assert, the values and the output.")
     verdicts: Literal["verifier", "shuffled"] = Field(
         default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
         "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "

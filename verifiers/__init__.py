@@ -28,6 +28,9 @@ REGISTRY: dict[str, str] = {
 # Kinds whose verifier cannot hang the caller: string comparison, or the code sandbox, which enforces its own
 # wall-clock limit on a subprocess. Everything else (math: sympy can run for minutes) goes to worker processes.
 IN_PROCESS = frozenset({"choice", "freetext", "code"})
+# Kinds whose verifier can say more than its verdict when asked (`rich_feedback=True`): the code verifier then
+# names the failing assert, the values and the program's output, for `generate.rich_feedback`.
+RICH = frozenset({"code"})
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_PROCESSES = max(1, min(4, os.cpu_count() or 1))
 
@@ -47,8 +50,11 @@ def get_verifier(kind: str) -> Verifier:
     return getattr(import_module(module), fn)
 
 
-def verify(problem: Problem, output: str) -> Verdict:
-    return get_verifier(problem.kind)(problem, output)
+def verify(problem: Problem, output: str, rich_feedback: bool = False) -> Verdict:
+    verifier = get_verifier(problem.kind)
+    if rich_feedback and problem.kind in RICH:
+        return verifier(problem, output, rich_feedback=True)
+    return verifier(problem, output)
 
 
 def _pool(processes: int):
@@ -64,19 +70,21 @@ def _pool(processes: int):
 
 
 def verify_many(
-    items: list[tuple[Problem, str]], *, timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = DEFAULT_PROCESSES
+    items: list[tuple[Problem, str]], *, timeout_s: float = DEFAULT_TIMEOUT_S, processes: int = DEFAULT_PROCESSES,
+    rich_feedback: bool = False,
 ) -> list[Verdict]:
     """Verdicts for many (problem, output) pairs, in order. Stages call this, never a verifier in a loop.
 
     Kinds in `IN_PROCESS` run here (string work, or a verifier that bounds its own subprocesses); every other
     kind runs in a pool of `processes` worker processes, and an item that takes longer than `timeout_s` seconds
-    gets `Verdict(status="timeout")` while its worker is killed and replaced. Safe to call from any thread.
+    gets `Verdict(status="timeout")` while its worker is killed and replaced. `rich_feedback` asks the `RICH` kinds'
+    verifiers for their detailed reason. Safe to call from any thread.
     """
     verdicts: list[Verdict | None] = [None] * len(items)
     pooled = [i for i, (problem, _) in enumerate(items) if problem.kind not in IN_PROCESS]
     local = [i for i, (problem, _) in enumerate(items) if problem.kind in IN_PROCESS]
     with ThreadPoolExecutor(max_workers=processes) as threads:  # code runs in subprocesses: overlap them
-        for i, verdict in zip(local, threads.map(lambda i: verify(*items[i]), local)):
+        for i, verdict in zip(local, threads.map(lambda i: verify(*items[i], rich_feedback), local)):
             verdicts[i] = verdict
     if pooled:
         jobs = [(_target(items[i][0].kind), *items[i]) for i in pooled]
