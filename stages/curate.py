@@ -355,6 +355,14 @@ def build_sets(trajectories: list[Trajectory], cfg: CurateConfig, judge: Judge |
     return sets, count_outcomes(counts, {name: len(records) for name, records in sets.items()})
 
 
+def card_summary(counts: dict[str, int]) -> str:
+    """What the datasets are and the curation counts: the dataset card's body, and the round summary's card."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(counts.items()))
+    return ("Self-generated reflection data: `dplus` (reflections whose second trial was verified correct; SFT), "
+            "`dpm` (fixing vs not fixing reflections of one problem and prompt; DPO) and `dpref` (two fixing "
+            f"reflections, the judge's preferred one chosen; DPO).\n\n| count | value |\n|---|---|\n{rows}")
+
+
 def dataset_card(round_: int, counts: Counter, config: dict) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -364,13 +372,7 @@ def dataset_card(round_: int, counts: Counter, config: dict) -> str:
                  for name in DATASETS],
         tags=["reflectevo", "self-reflection"],
     )
-    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(counts.items()))
-    body = (
-        f"# ReflectEvo round {round_}\n\nSelf-generated reflection data: `dplus` (reflections whose second trial "
-        "was verified correct; SFT), `dpm` (fixing vs not fixing reflections of one problem and prompt; DPO) and "
-        "`dpref` (two fixing reflections, the judge's preferred one chosen; DPO).\n\n"
-        f"| count | value |\n|---|---|\n{rows}\n\n## Round config\n\n```json\n{config}\n```\n"
-    )
+    body = f"# ReflectEvo round {round_}\n\n{card_summary(counts)}\n\n## Round config\n\n```json\n{config}\n```\n"
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 

@@ -58,16 +58,6 @@ def curation_rows(counts: dict[str, int]) -> list[dict]:
     return rows
 
 
-def card_excerpt(card_path: str | Path, max_lines: int = 20) -> str:
-    """The dataset card's body (YAML front matter removed, headings two levels down), cut before its config dump."""
-    text = Path(card_path).read_text() if Path(card_path).exists() else ""
-    if text.startswith("---"):
-        text = text.split("---", 2)[-1]
-    text = text.split("## Round config", 1)[0].strip()
-    lines = [f"##{line}" if line.startswith("#") else line for line in text.splitlines()]  # under our headings
-    return "\n".join(lines[:max_lines]) + ("\n\n…" if len(lines) > max_lines else "")
-
-
 def generation_counts(manifest: RoundManifest) -> dict[str, int]:
     total: dict[str, int] = {}
     for shard in manifest.trajectories:
@@ -108,7 +98,7 @@ def summary_markdown(manifest: RoundManifest, lineage: Lineage, card: str, plot_
     ]
     if plot_png:
         lines += ["", f"![accuracy by round](data:image/png;base64,{base64.b64encode(plot_png).decode()})"]
-    lines += ["", "## Dataset card (excerpt)", "", card]
+    lines += ["", "## Dataset card", "", card]
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,13 @@
 """Prefect artifacts of a round: what the UI shows beside the round's flow run.
 
 Per round: a metrics table (Acc@t1, Acc@t2, difference per task), a curation table (rows in, kept and dropped at
-each filter), a summary (markdown with the accuracy plot inline and a dataset card excerpt), a link to the plot's
+each filter), a summary (markdown with the accuracy plot inline and the dataset card's body), a link to the plot's
 PNG in the run folder, and during generation a progress bar updated as shards finish. Keys are
 `reflectevo-<name>-round-<r>-<kind>`, so reruns of a round add versions to the same artifact.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from uuid import UUID
 
 from prefect import task
@@ -23,7 +22,8 @@ from prefect.artifacts import (
 from reflectevo.config import RoundConfig
 from reflectevo.schema import RoundManifest
 from stages.lineage import Lineage, artifact_key
-from stages.report import card_excerpt, curation_rows, metrics_rows, plot_accuracy, summary_markdown
+from stages.curate import card_summary
+from stages.report import curation_rows, metrics_rows, plot_accuracy, summary_markdown
 
 
 @task(name="publish-round", task_run_name="publish-r{manifest.round}")
@@ -38,7 +38,7 @@ def publish_round_task(cfg: RoundConfig, manifest: RoundManifest, lineage: Linea
                           description=f"Round {r}: reflections in, kept and dropped at each curation step")
     png_path = cfg.layout(r).accuracy_plot  # the lineage up to this round, kept with the round
     png = plot_accuracy(lineage, png_path)
-    card = card_excerpt(cfg.layout(r).dataset_card)
+    card = card_summary(counts)  # the card's body, from the counts it was written from
     create_markdown_artifact(summary_markdown(manifest, lineage, card, png), key=key["summary"],
                              description=f"Round {r} of {cfg.name}: summary, accuracy by round, dataset card")
     create_link_artifact(png_path.resolve().as_uri(), link_text="accuracy by round (PNG)",

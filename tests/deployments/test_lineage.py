@@ -21,7 +21,8 @@ from stages.lineage import (
     result_storage_for,
     stop_reason,
 )
-from stages.report import card_excerpt, curation_rows, metrics_rows
+from stages.curate import card_summary, dataset_card
+from stages.report import curation_rows, metrics_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,10 +125,13 @@ class TestReport:
         assert rows["D+: second trial correct"] == (6, 2, 4)
         assert rows["Dpref: judge agrees both orders"] == (1, 0, 1)
 
-    def test_card_excerpt_drops_front_matter_and_config(self, tmp_path):
-        card = tmp_path / "README.md"
-        card.write_text("---\ntags: [x]\n---\n# Round 1\n\nbody\n\n## Round config\n\n```json\n{}\n```\n")
-        assert card_excerpt(card) == "### Round 1\n\nbody"
+    def test_the_summary_shows_the_cards_own_body_without_front_matter_or_config(self):
+        counts = {"dplus": 2, "reflections": 7}
+        body = card_summary(counts)
+        assert "| dplus | 2 |" in body and "| reflections | 7 |" in body
+        card = dataset_card(1, counts, {"name": "x"})
+        assert body in card and "Round config" in card
+        assert "Round config" not in body and "---" not in body.splitlines()
 
 
 class TestServedDeployments:
