@@ -165,6 +165,10 @@ def states_gold(problem: Problem, text: str) -> bool:
     return _states_gold(problem.answer, problem.kind, tuple(problem.choices), text)
 
 
+# The curation filters in the order `_filter_reason` applies them: each sees what the one before kept.
+FILTERS = ("empty_reflection", "unparseable_second_trial", "states_gold_answer", "duplicate")
+
+
 def _filter_reason(gold: tuple[str, str, tuple[str, ...]], text: str, status: str, seen: set[str]) -> str | None:
     if not text.strip():
         return "empty_reflection"

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from reflectevo.schema import RoundManifest
+from stages.curate import FILTERS
 from stages.lineage import Lineage
-
-# The curation filters in the order curate.filter_reason applies them: each sees what the one before kept.
-FILTERS = ("empty_reflection", "unparseable_second_trial", "states_gold_answer", "duplicate")
 
 
 def metrics_rows(metrics: dict[str, dict[str, float]]) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 from models.prompts import INSTRUCTIONS
 from reflectevo.config import CurateConfig, GenerateConfig
 from reflectevo.schema import Problem
-from stages.curate import JudgeResult, build_sets, states_gold
+from stages.curate import FILTERS, JudgeResult, _filter_reason, build_sets, states_gold
 from stages.generate import run_round_steps
 
 
@@ -151,3 +151,11 @@ def test_states_gold_for_math():
     p = Problem(id="m", task="math", kind="math", question="1/2+1/4?", answer=r"\frac{3}{4}")
     assert states_gold(p, r"so the answer is \frac{3}{4}")
     assert not re.search("3/4", "no leak") and not states_gold(p, "add the fractions with a common denominator")
+
+
+def test_filters_apply_in_the_order_the_report_lists_them():
+    """Each case would be dropped by its filter and by every later one: the first in FILTERS must win."""
+    gold = ("A", "choice", ("x", "y"))
+    cases = [("", "unparseable", {""}), ("Finish[A]", "unparseable", {"Finish[A]"}),
+             ("Finish[A]", "wrong", {"Finish[A]"}), ("same", "wrong", {"same"})]
+    assert [_filter_reason(gold, text, status, seen) for text, status, seen in cases] == list(FILTERS)
