@@ -32,11 +32,12 @@ for key, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_O
 def perfect_records(engine, problems, seed: int):
     """One D+ record per problem: a wrong first answer, a reflection naming the right option, the right retry."""
     from models.prompts import FEEDBACK_WRONG, correction_messages, reasoning_messages, reflection_messages
+    from problems.world import LETTERS
     from reflectevo.schema import SFTRecord
 
     rng, instruction = random.Random(seed), "1-1-1"
     for p in problems:
-        failed_letter = rng.choice([c for c in "ABCD" if c != p.answer])
+        failed_letter = rng.choice([c for c in LETTERS if c != p.answer])
         failed = f"Finish[{failed_letter}]"
         reflection = f"{rng.choice(['check', 'the step', 'plan'])} option ({failed_letter}) failed, try option ({p.answer})."
         yield SFTRecord(
@@ -52,13 +53,14 @@ def lookup_accuracy(engine, count: int, seed: int) -> float:
     """Share of fresh "Which option holds X?" questions the model answers with X's letter (chance: 0.25)."""
     from reflectevo.config import SamplingConfig
     from models.prompts import reasoning_messages
+    from problems.world import LETTERS
     from reflectevo.schema import Problem
 
     rng, problems = random.Random(seed), []
     for i in range(count):
-        values, target = [str(v) for v in rng.sample(range(10, 100), 4)], rng.randrange(4)
+        values, target = [str(v) for v in rng.sample(range(10, 100), len(LETTERS))], rng.randrange(len(LETTERS))
         problems.append(Problem(id=str(i), task="lookup", kind="choice", question=f"Which option holds {values[target]}?",
-                                answer="ABCD"[target], choices=values))
+                                answer=LETTERS[target], choices=values))
     outs = engine.generate([engine.render(reasoning_messages(p)) for p in problems], SamplingConfig(max_tokens=8))
     return sum(f"Finish[{p.answer}]" in o[0].text for o, p in zip(outs, problems)) / count
 
