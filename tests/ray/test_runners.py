@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -20,6 +21,7 @@ def test_ray_resources_do_not_change_shard_keys():
     model = ModelRef(base="tiny", base_sha256="b")
     key = lambda engine: generation_key("sha", model, engine, GenerateConfig(), 1, 0)  # noqa: E731
     assert key(EngineConfig(num_gpus=1, num_cpus=4)) == key(EngineConfig())
+    assert key(EngineConfig(vllm_python=sys.executable)) == key(EngineConfig())  # another machine's environment
     assert key(EngineConfig(batch_size=8)) != key(EngineConfig())
 
 
