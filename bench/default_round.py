@@ -37,9 +37,9 @@ def measure(fewshot: int, run_dir: Path, model: str, engine: str) -> str:
     config = run_dir / f"fewshot-{fewshot}.json"
     config.write_text(json.dumps({"generate": {"fewshot": fewshot}}))
     start = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "reflectevo"), "evolve", "--model", model, "--engine", engine, "--config",
-                    str(config), "--run-dir", str(run_dir), "--name", f"fewshot-{fewshot}"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(Path(sys.executable).parent / "reflectevo"), "evolve", "--model", model, "--engine", engine,
+                    "--config", str(config), "--run-dir", str(run_dir), "--name", f"fewshot-{fewshot}"],
+                   check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     manifest = RoundManifest.model_validate_json((run_dir / f"fewshot-{fewshot}" / "round-1" / "manifest.json").read_text())
     trajectories = [t for s in manifest.trajectories for t in read_records(s.path, Trajectory)]
@@ -56,7 +56,8 @@ def measure(fewshot: int, run_dir: Path, model: str, engine: str) -> str:
             f"dplus={manifest.datasets['dplus'].rows} adapter={'yes' if manifest.adapter and manifest.adapter.path else 'no'} "
             f"heldout_acc@t1={pm(m, 'acc@t1')} heldout_acc@t2={pm(m, 'acc@t2')} "
             f"heldout_acc@t2_noreflect={pm(m, 'acc@t2_noreflect')} n={int(m['n'])} seconds={seconds:.0f} "
-            f"engine={resolve_engine_name(EngineConfig(name=engine))} generated_tokens={tokens} generation_s={gen_s:.0f} "
+            f"engine={resolve_engine_name(EngineConfig(name=engine))} generated_tokens={tokens} "
+            f"generation_s={gen_s:.0f} "
             f"generation_tok_s={tokens / max(gen_s, 1e-9):.1f}")
 
 
@@ -64,7 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fewshot", type=int, action="append", help="worked examples (repeatable; default 0 and 3)")
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--engine", default="auto", help="auto (vLLM where importable or $REFLECTEVO_VLLM_PYTHON is set), transformers or vllm")
+    parser.add_argument("--engine", default="auto",
+                        help="auto (vLLM where importable or $REFLECTEVO_VLLM_PYTHON is set), transformers or vllm")
     parser.add_argument("--out", help="run folder (default: a new temp folder)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

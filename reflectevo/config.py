@@ -58,7 +58,8 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Literal["auto", "transformers", "vllm"] = Field(
-        default="auto", description="'auto' picks vLLM when it is importable or `vllm_python` is set, else transformers."
+        default="auto",
+        description="'auto' picks vLLM when it is importable or `vllm_python` is set, else transformers.",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="float32 on CPUs (bf16 is very slow without AVX-512)."

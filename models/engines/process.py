@@ -44,8 +44,8 @@ def _serve(conn, factory: str, args: tuple, kwargs: dict) -> None:
 
     The object's `close()`, if it has one, runs before the child exits, whether the parent asked it to or went
     away: vLLM stops its engine-core process there rather than in an atexit hook that a killed child never runs
-    (left running, the engine core keeps its memory). The child leads its own process group (started with `start_new_session`), so the parent
-    can also end whatever the object started if the child itself dies.
+    (left running, the engine core keeps its memory). The child leads its own process group (it is started with
+    `start_new_session`), so the parent can also end whatever the object started if the child itself dies.
     """
     try:
         module, name = factory.split(":")
@@ -112,7 +112,8 @@ class WorkerProcess:
                                        pass_fds=[theirs.fileno()], env=env, start_new_session=True)
         except OSError as e:
             ours.close()
-            raise WorkerError(f"starting {self.factory}: cannot run the worker's interpreter {self.python!r} ({e})") from None
+            raise WorkerError(f"starting {self.factory}: cannot run the worker's interpreter {self.python!r} "
+                              f"({e})") from None
         finally:
             theirs.close()
         self._process, self._conn = process, Connection(ours.detach())

