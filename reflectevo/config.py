@@ -68,7 +68,7 @@ class EngineConfig(BaseModel):
     threads: int | None = Field(default=None, description="torch CPU threads; None keeps torch's default.")
     max_model_len: int = Field(default=2048, description="vLLM: context length to reserve.")
     gpu_memory_utilization: float = Field(default=0.85, description="vLLM: share of GPU memory to use.")
-    cpu_kv_cache_gib: float = Field(default=4, gt=0, description=(
+    cpu_kv_cache_gib: float = Field(default=4.0, gt=0, description=(
         "vLLM on a CPU: the KV cache's size in GiB. vLLM's own default reserves `gpu_memory_utilization` of the "
         "machine's RAM and refuses to start when other processes hold more than the rest, as the round's "
         "training does; 4 GiB holds ~90k tokens of SmolLM2-135M."))

@@ -25,6 +25,16 @@ def test_ray_resources_do_not_change_shard_keys():
     assert key(EngineConfig(batch_size=8)) != key(EngineConfig())
 
 
+def test_a_config_read_back_from_its_json_keys_the_same_shards():
+    """A rerun reads the round's config back from JSON (a deployment's parameters, config.json): any default that
+    changes on the way (an int default of a float field comes back as 4.0) would key every shard anew."""
+    model = ModelRef(base="tiny", base_sha256="b")
+    cfg = RoundConfig()
+    back = RoundConfig.model_validate_json(cfg.model_dump_json())
+    assert (generation_key("sha", model, back.engine, back.generate, 1, 0)
+            == generation_key("sha", model, cfg.engine, cfg.generate, 1, 0))
+
+
 def test_ray_runner_joins_the_cluster_named_by_ray_address(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert generation_runner("ray").address == "10.0.0.1:6379"
