@@ -69,10 +69,13 @@ def _convert_smollm2(out: Path) -> None:
 def resolve_model(name_or_path: str) -> str:
     """A path `from_pretrained` can read for a built-in name, a local path or a hub id."""
     if name_or_path == "tiny":
+        import models.prompts
         import models.tiny
 
-        # Keyed by the builder's source: a changed recipe builds a new model instead of reusing a stale one.
-        recipe = hashlib.sha256(Path(models.tiny.__file__).read_bytes()).hexdigest()[:12]
+        # Keyed by the builder's source and the prompts it pretrains on: a changed recipe or prompt format builds a
+        # new model instead of reusing a stale one.
+        sources = b"".join(Path(m.__file__).read_bytes() for m in (models.tiny, models.prompts))
+        recipe = hashlib.sha256(sources).hexdigest()[:12]
         return str(_build_once(cache_dir() / "models" / f"tiny-{recipe}", models.tiny.build_tiny))
     if name_or_path == "smollm2-135m":
         return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2))
