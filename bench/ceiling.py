@@ -82,6 +82,7 @@ def main() -> None:
     p.add_argument("--eval", type=int, default=300, help="held-out world problems")
     p.add_argument("--epochs", type=float, help="override configs/world.json's train.epochs")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--high", type=int, default=99, help="the largest option value (problems.world)")
     args = p.parse_args()
 
     world = json.loads((ROOT / "configs" / "world.json").read_text())
@@ -92,7 +93,7 @@ def main() -> None:
     engine = load_engine(engine_cfg, model, None)
     print(f"lookup_acc={lookup_accuracy(engine, 200, args.seed):.3f} n=200", flush=True)
 
-    problems = world_problems(args.rule, args.records + args.eval, args.seed)
+    problems = world_problems(args.rule, args.records + args.eval, args.seed, high=args.high)
     train, held = problems[: args.records], problems[args.records :]
     out = Path(tempfile.mkdtemp(prefix="reflectevo-ceiling-"))
     info = write_shard(out / "dplus" / "train.parquet", list(perfect_records(engine, train, args.seed)), SFTRecord,

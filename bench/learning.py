@@ -65,7 +65,8 @@ def measure(args) -> dict:
     if args.problems:
         problems, pool_fraction = str(Path(args.problems).resolve()), 1 - args.eval_fraction
     else:
-        problems = str(write_world(run_dir / f"world-{args.rule}.jsonl", args.rule, args.pool + args.eval, args.seed))
+        problems = str(write_world(run_dir / f"world-{args.rule}.jsonl", args.rule, args.pool + args.eval, args.seed,
+                                   high=args.high))
         pool_fraction = args.pool / (args.pool + args.eval)
     curves = learning_curve(write_configs(problems, pool_fraction, str(run_dir), not args.no_control), args.rounds)
     points = {name: {r: {**curve_point(p), **retry_breakdown(p)} for r, p in curve.items()}
@@ -119,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, default=600, help="world problems in the generation pool")
     p.add_argument("--eval", type=int, default=300, help="world problems held out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--high", type=int, default=99, help="the world's largest option value (the smallest is 10)")
     p.add_argument("--no-control", action="store_true", help="skip the shuffled-verifier control")
     p.add_argument("--out", help="run folder (default: a new temp folder)")
     p.add_argument("--png", default=str(ROOT / "docs" / "learning.png"))

@@ -63,11 +63,13 @@ def _tied(rule: str, values: list[int]) -> bool:
     return distances[0] == distances[1]
 
 
-def write_world(path: str | Path, rule: str = "even", count: int = 1200, seed: int = 0) -> Path:
+def write_world(path: str | Path, rule: str = "even", count: int = 1200, seed: int = 0, low: int = 10,
+                high: int = 99) -> Path:
     """Write a world as a JSONL problems file (one `Problem` per line)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(p.model_dump_json() + "\n" for p in world_problems(rule, count, seed)), encoding="utf-8")
+    problems = world_problems(rule, count, seed, low, high)
+    out.write_text("".join(p.model_dump_json() + "\n" for p in problems), encoding="utf-8")
     return out
 
 
@@ -76,9 +78,11 @@ def main() -> None:
     parser.add_argument("--rule", default="even", choices=sorted(RULES))
     parser.add_argument("--count", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--low", type=int, default=10, help="the smallest option value")
+    parser.add_argument("--high", type=int, default=99, help="the largest option value")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    print(write_world(args.out, args.rule, args.count, args.seed))
+    print(write_world(args.out, args.rule, args.count, args.seed, args.low, args.high))
 
 
 if __name__ == "__main__":

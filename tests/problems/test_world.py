@@ -41,6 +41,13 @@ def test_a_world_file_loads_through_the_ordinary_problem_source(tmp_path):
     assert problems == world_problems("smallest", 50, seed=0)
 
 
+def test_the_value_range_is_a_parameter_of_the_file_too(tmp_path):
+    path = write_world(tmp_path / "w.jsonl", "even", 40, seed=1, low=10, high=29)
+    problems = load_problems(ProblemSource(task="world-even", path=str(path)))
+    assert problems == world_problems("even", 40, seed=1, high=29)
+    assert {int(c) for p in problems for c in p.choices} <= set(range(10, 30))
+
+
 def test_an_unknown_rule_is_named():
     with pytest.raises(ValueError, match="unknown world rule 'median'"):
         world_problems("median", 5)
