@@ -2,6 +2,7 @@
 
     python bench/ceiling.py                              # 500 perfect D+ records, configs/world.json's training
     python bench/ceiling.py --records 1500 --epochs 6    # more data, more epochs
+    python bench/ceiling.py --model path/to/checkpoint   # another format model (a variant build, say)
 
 A round can teach only what its model can learn from the D+ it makes. This bench removes the loop's noise: every
 record is a fix a perfect reflector would make (the failed option, then the right one, in the tiny model's own
@@ -83,12 +84,13 @@ def main() -> None:
     p.add_argument("--epochs", type=float, help="override configs/world.json's train.epochs")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--high", type=int, default=99, help="the largest option value (problems.world)")
+    p.add_argument("--model", help="override configs/world.json's model (a name or a checkpoint path)")
     args = p.parse_args()
 
     world = json.loads((ROOT / "configs" / "world.json").read_text())
     train_cfg = TrainConfig.model_validate({**world["train"], **({"epochs": args.epochs} if args.epochs else {})})
     eval_cfg, fewshot = EvalConfig.model_validate(world["evaluate"]), world["generate"]["fewshot"]
-    model = resolve_model(world["model"])
+    model = resolve_model(args.model or world["model"])
     engine_cfg = EngineConfig(name="transformers", batch_size=64)
     engine = load_engine(engine_cfg, model, None)
     print(f"lookup_acc={lookup_accuracy(engine, 200, args.seed):.3f} n=200", flush=True)
