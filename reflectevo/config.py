@@ -166,6 +166,11 @@ class GenerateConfig(TokenLimits):
     reflections: int = Field(default=2, ge=1, description="Reflections sampled per instruction (k).")
     temperature: float = Field(default=0.8, ge=0.0, description="Reflection sampling temperature.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Reflection nucleus sampling.")
+    first_trial_temperature: float = Field(
+        default=0.0, ge=0.0, description="First-trial sampling temperature; 0 is greedy. A model without the skill "
+        "answers every problem alike when greedy (one letter for a whole pool), so every reflection then gives up the "
+        "same answer and D+ never holds that answer's fixes; sampling varies the failed answers the loop learns from. "
+        "Second trials stay greedy, and evaluation has its own settings.")
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
     rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just "
                                 "'wrong'; the code verifier's then names the failing assert, the values and the output.")
@@ -178,6 +183,10 @@ class GenerateConfig(TokenLimits):
     def trial_sampling(self) -> SamplingConfig:
         return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)
 
+    def first_trial_sampling(self) -> SamplingConfig:
+        return SamplingConfig(n=1, temperature=self.first_trial_temperature,
+                              max_tokens=self.trial_max_tokens, seed=self.seed)
+
     def reflection_sampling(self, n: int) -> SamplingConfig:
         return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p,
                               max_tokens=self.reflection_max_tokens, seed=self.seed)
@@ -186,6 +195,10 @@ class GenerateConfig(TokenLimits):
 class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    max_dplus_per_problem: int | None = Field(
+        default=None, ge=1, description="Cap on D+ records per problem and instruction; null keeps every fixing "
+        "reflection, as the paper does. With k sampled reflections a problem whose answer the sampler already favours "
+        "is fixed more often, so uncapped D+ over-weights the model's own preferences (configs/world.json: 1).")
     max_pm_pairs_per_problem: int = Field(default=4, ge=0, description="Cap on D± pairs per problem and instruction.")
     max_pref_pairs_per_problem: int = Field(default=2, ge=0, description="Cap on Dpref candidates per group.")
     judge: str = Field(default="self", description="Dpref judge: 'self' (the round's model), 'none' (no Dpref), "

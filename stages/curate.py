@@ -320,7 +320,7 @@ def build_tables(batch, cfg: CurateConfig, judge: Judge | None, counts: Counter)
                     kept.append(i)
             fixed = [i for i in kept if b.status[i] == "correct"]
             unfixed = [i for i in kept if b.status[i] != "correct"]
-            dplus += fixed
+            dplus += fixed[: cfg.max_dplus_per_problem]
             pm += list(itertools.product(fixed, unfixed))[: cfg.max_pm_pairs_per_problem]
             candidates += list(itertools.combinations(fixed, 2))[: cfg.max_pref_pairs_per_problem]
     pref: list[tuple[int, int]] = []

@@ -40,7 +40,7 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
     """The generation steps for a list of problems, without any file or Prefect around them."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    firsts = judged(first_trials(engine, problems, cfg.trial_sampling(), cfg.fewshot, cfg.rich_feedback), cfg,
+    firsts = judged(first_trials(engine, problems, cfg.first_trial_sampling(), cfg.fewshot, cfg.rich_feedback), cfg,
                     f"{round_}:{shard}:first")
     timings["first_trial_s"] = time.perf_counter() - t
 

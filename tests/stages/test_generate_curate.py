@@ -46,6 +46,12 @@ class TestGeneration:
         sizes = [(len(prompts), s.n, s.temperature) for prompts, s in engine.calls]
         assert sizes == [(3, 1, 0.0), (4, 2, 0.8), (8, 1, 0.0)]
 
+    def test_first_trials_sample_at_their_own_temperature_and_second_trials_stay_greedy(self, scripted_engine,
+                                                                                        problems):
+        engine = scripted_engine(reply)
+        run_round_steps(engine, problems, GenerateConfig(reflections=2, first_trial_temperature=1.0), 1, 0)
+        assert [s.temperature for _, s in engine.calls] == [1.0, 0.8, 0.0]
+
     def test_stored_prompts_are_the_prompts_sent(self, scripted_engine, problems):
         engine = scripted_engine(reply)
         trajectories, _ = run_round_steps(engine, problems, GenerateConfig(), 1, 0)
@@ -105,6 +111,12 @@ class TestCuration:
         assert sorted(r.reflection for r in sets["dplus"]) == ["Consider option C instead.", "Option C fits better."]
         assert all(r.second_trial_answer == "C" and r.problem_id == "q1" for r in sets["dplus"])
         assert counts["dplus"] == 2 and counts["reflections"] == 6
+
+    def test_dplus_cap_keeps_the_first_fixing_reflections_of_a_problem(self, scripted_engine):
+        sets, counts = build_sets(self.trajectories(scripted_engine), CurateConfig(max_dplus_per_problem=1), None)
+        full, _ = build_sets(self.trajectories(scripted_engine), CurateConfig(), None)
+        assert [r.reflection for r in sets["dplus"]] == [full["dplus"][0].reflection] and counts["dplus"] == 1
+        assert len(sets["dpm"]) == len(full["dpm"])  # the cap is D+'s alone
 
     def test_dpm_pairs_fixing_with_not_fixing_under_one_prompt(self, scripted_engine):
         sets, _ = build_sets(self.trajectories(scripted_engine), CurateConfig(max_pm_pairs_per_problem=1), None)
