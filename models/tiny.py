@@ -124,15 +124,18 @@ def _pretrain(model, tok, seed: int, steps: int, lr: float) -> None:
     model.eval()
 
 
-def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 1500, lr: float = 3e-3, hidden: int = 128,
-               layers: int = 3, head_dim: int = 16) -> Path:
-    """Write a ~0.75M-parameter Llama checkpoint, tokenizer and chat template to `out_dir`; minutes on a CPU.
+# Built-in model names -> build_tiny arguments. `tiny` (two layers of four 32-wide heads) serves every engine;
+# vLLM's CPU attention has no kernel for heads narrower than 32. `tiny-world` is the learnable world's model: three
+# layers of eight 16-wide heads. The two-layer model lost its plasticity to the format (it learnt the world's rule
+# from 1000 perfect D+ records in one data order of three); with eight heads some stay free for a new circuit, and
+# the third layer made learning steady rather than a lottery (docs/training.md, "What made the loop learn").
+VARIANTS: dict[str, dict[str, int]] = {"tiny": {}, "tiny-world": {"layers": 3, "head_dim": 16}}
 
-    Three layers of eight 16-wide heads, not two of four 32-wide: the two-layer model lost its plasticity to the
-    format (it learnt the world's rule from 1000 perfect D+ records in one data order of three); with eight heads
-    some stay free for a new circuit, and the third layer made learning steady rather than a lottery
-    (docs/training.md, "The learnable world").
-    """
+
+def build_tiny(out_dir: str | Path, seed: int = 0, pretrain_steps: int = 1500, lr: float = 3e-3, hidden: int = 128,
+               layers: int = 2, head_dim: int = 32) -> Path:
+    """Write a ~0.6M-parameter Llama checkpoint (0.75M for `tiny-world`), tokenizer and chat template to `out_dir`;
+    minutes on a CPU."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast

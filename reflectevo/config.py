@@ -297,7 +297,7 @@ class RoundConfig(BaseModel):
                       description="Run name: rounds live in <run_dir>/<name>/round-<r>/.")
     run_dir: str = Field(default="runs", min_length=1, description="Folder holding all runs.")
     model: str = Field(default="smollm2-135m", min_length=1,
-                       description="'smollm2-135m', 'tiny', a local path or a hub id.")
+                       description="'smollm2-135m', 'tiny', 'tiny-world', a local path or a hub id.")
     tasks: list[str] = Field(default_factory=lambda: ["choice", "math"], description="Built-in task families.")
     sources: list[ProblemSource] = Field(default_factory=list, description="Problem sources beyond `tasks`.")
     limit: int | None = Field(default=32, ge=1, description="Problems per task at most (before the split); None: all.")

