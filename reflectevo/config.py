@@ -171,6 +171,12 @@ class GenerateConfig(TokenLimits):
         "answers every problem alike when greedy (one letter for a whole pool), so every reflection then gives up the "
         "same answer and D+ never holds that answer's fixes; sampling varies the failed answers the loop learns from. "
         "Second trials stay greedy, and evaluation has its own settings.")
+    first_trial_model: Literal["round", "base"] = Field(
+        default="round", description="Which model makes the first trials the round reflects on: the round's own, or "
+        "the base model every round (as `evaluate.protocol: paper` does for evaluation). Training teaches only the "
+        "reflection and correction roles, so under full fine-tuning the untrained reasoning role can drift until it "
+        "no longer answers, and a round then has no failed answers to reflect on; 'base' keeps the failures the "
+        "lineage learns to fix the ones it is evaluated on (configs/world.json).")
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
     rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just "
                                 "'wrong'; the code verifier's then names the failing assert, the values and the output.")

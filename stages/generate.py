@@ -36,12 +36,15 @@ def feedback_for(attempt: Attempt, cfg: GenerateConfig) -> str:
 
 
 def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig, round_: int,
-                    shard: int) -> tuple[list[Trajectory], dict[str, float]]:
-    """The generation steps for a list of problems, without any file or Prefect around them."""
+                    shard: int, given_firsts: list[Attempt] | None = None) -> tuple[list[Trajectory], dict[str, float]]:
+    """The generation steps for a list of problems, without any file or Prefect around them.
+
+    `given_firsts`: first trials another model made (`first_trial_model: base`); else the engine makes them."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    firsts = judged(first_trials(engine, problems, cfg.first_trial_sampling(), cfg.fewshot, cfg.rich_feedback), cfg,
-                    f"{round_}:{shard}:first")
+    if given_firsts is None:
+        given_firsts = first_trials(engine, problems, cfg.first_trial_sampling(), cfg.fewshot, cfg.rich_feedback)
+    firsts = judged(given_firsts, cfg, f"{round_}:{shard}:first")
     timings["first_trial_s"] = time.perf_counter() - t
 
     wrong = [i for i, a in enumerate(firsts) if a.status != "correct"]
@@ -114,9 +117,17 @@ def generate_shard(job: ShardJob) -> ShardManifest:
     info = finished(job.out_path, job.key)
     if info is None:
         problems = read_jsonl(job.problems_path, Problem)
-        engine = load_engine(job.engine, job.model_path, job.model.adapter)
         t = time.perf_counter()
-        trajectories, timings = run_round_steps(engine, problems, job.generate, job.round, job.shard)
+        firsts = None
+        if job.generate.first_trial_model == "base" and job.model.adapter is not None:
+            g = job.generate  # one engine per process: the base model's trials come before the round's engine
+            firsts = first_trials(load_engine(job.engine, job.model_path, None), problems, g.first_trial_sampling(),
+                                  g.fewshot, g.rich_feedback)
+        first_s = time.perf_counter() - t
+        engine = load_engine(job.engine, job.model_path, job.model.adapter)
+        trajectories, timings = run_round_steps(engine, problems, job.generate, job.round, job.shard, firsts)
+        if firsts is not None:
+            timings["first_trial_s"] = first_s
         timings["total_s"] = time.perf_counter() - t
         info = write_shard(job.out_path, trajectories, Trajectory, job.key,
                            {"counts": count(trajectories), "timings": timings})

@@ -52,6 +52,36 @@ class TestGeneration:
         run_round_steps(engine, problems, GenerateConfig(reflections=2, first_trial_temperature=1.0), 1, 0)
         assert [s.temperature for _, s in engine.calls] == [1.0, 0.8, 0.0]
 
+    @pytest.mark.parametrize("first_trial_model, adapter, first_answer, loaded_adapters", [
+        ("base", "round-1/adapter", "B", [None, "round-1/adapter"]),
+        ("round", "round-1/adapter", "A", ["round-1/adapter"]),
+        ("base", None, "B", [None])])  # round 1: the round's model is the base model, loaded once
+    def test_first_trials_come_from_the_model_first_trial_model_names(self, scripted_engine, problems, tmp_path,
+                                                                        monkeypatch, first_trial_model, adapter,
+                                                                        first_answer, loaded_adapters):
+        """Under `base` the first trials are the base model's in every round; reflections and second trials are
+        always the round's model's."""
+        import stages.generate as generate
+        from reflectevo.config import EngineConfig
+        from reflectevo.schema import ModelRef, Trajectory
+        from reflectevo.shards import read_records, write_jsonl
+
+        base = scripted_engine(lambda p, s: reply(p, s) if "Reflect" in p or "Your reflection" in p else "Finish[B]")
+        engines, loaded = {None: base, "round-1/adapter": scripted_engine(reply)}, []
+        monkeypatch.setattr(generate, "load_engine", lambda cfg, path, a: loaded.append(a) or engines[a])
+        write_jsonl(tmp_path / "pool.jsonl", problems)
+        job = generate.ShardJob(problems_path=str(tmp_path / "pool.jsonl"), out_path=str(tmp_path / "s.parquet"),
+                                key="k", model=ModelRef(base="tiny", base_sha256="0" * 64, adapter=adapter),
+                                model_path="unused", engine=EngineConfig(),
+                                generate=GenerateConfig(reflections=2, first_trial_model=first_trial_model),
+                                round=2, shard=0)
+        generate.generate_shard(job)
+        trajectories = read_records(job.out_path, Trajectory)
+        assert [t.first.answer for t in trajectories] == [first_answer] * 3
+        assert loaded == loaded_adapters
+        assert [s.n for _, s in engines[adapter].calls[-2:]] == [2, 1]  # the round's reflections, second trials
+        assert sum(len(e.calls) for e in engines.values()) == 3  # each step once: no first trials made twice
+
     def test_stored_prompts_are_the_prompts_sent(self, scripted_engine, problems):
         engine = scripted_engine(reply)
         trajectories, _ = run_round_steps(engine, problems, GenerateConfig(), 1, 0)
