@@ -5,8 +5,9 @@
     python bench/learning.py --rounds 3 --no-control --pool 300 --eval 300   # the quick look
 
 The world (problems/world.py) is split by the usual question-level split into a generation pool and
-held-out problems; `configs/world.json` is the loop's config (the format-pretrained `tiny` model, full
-fine-tuning). Round 0 is the model before any training. The control runs the same rounds with
+held-out problems; `configs/world.json` is the loop's config (the format-pretrained `tiny-world` model, full
+fine-tuning). Round 0 is the model before any training; the learning lineage and the control then run side by side,
+each in its own process. The control runs the same rounds with
 `generate.verdicts: shuffled`: the verifier's verdicts are permuted across the shard, so the loop keeps its
 share of "fixes" but loses what they mean. Evaluation always uses the true verifier.
 
@@ -33,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Before torch or prefect is imported. Two engine slots: the learning lineage and the control run side by side,
+# each in its own process on one core (the world's model is small enough for two on any machine).
 for key, value in {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                   "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}.items():
-    os.environ.setdefault(key, value)  # before torch or prefect is imported
+                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+                   "REFLECTEVO_ENGINE_SLOTS": "2"}.items():
+    os.environ.setdefault(key, value)
 
 
 def write_configs(problems: str, pool_fraction: float, run_dir: str, control: bool) -> list[str]:

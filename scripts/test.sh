@@ -9,11 +9,16 @@ export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d)}" PREFECT_SERVER_ANALYTICS_ENA
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180
 # One model cache for both environments, so the tiny test model is built once.
 export REFLECTEVO_CACHE_DIR="${REFLECTEVO_CACHE_DIR:-$(mktemp -d)}"
-# The tiny test model (minutes on one core) builds while the vLLM environment installs, on the other core; both
-# test sessions then read it from the cache.
-.venv/bin/python -c "from models.loading import resolve_model; resolve_model('tiny')" &
-build=$!
+# The built-in models (minutes each on one core) build while the vLLM environment installs: `tiny`, which both
+# test sessions read from the cache, and `tiny-world`, the learnable world's model (tests/flows/test_learning.py),
+# which the main suite alone needs and may finish during the vLLM tests.
+build() { .venv/bin/python -c "from models.loading import resolve_model; resolve_model('$1')"; }
+build tiny &
+tiny=$!
+build tiny-world &
+world=$!
 bash scripts/setup-vllm-cpu.sh
-wait "$build"
+wait "$tiny"
 bash scripts/test-vllm-cpu.sh -q -p no:cacheprovider
+wait "$world"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
