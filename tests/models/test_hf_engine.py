@@ -1,11 +1,12 @@
-"""The transformers engine's own decode loop: the tokens `model.generate` picks, one prefill for n samples, stops."""
+"""The transformers engine's own decode loop: the tokens `model.generate` picks (prompt lookup included), each
+distinct prompt token prefilled once, a cache a decode step writes in place, the sampler's distribution, stops."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.engines.hf import TransformersEngine
+from models.engines.hf import Lookup, TransformersEngine
 from reflectevo.config import EngineConfig, SamplingConfig
 
 PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
@@ -36,26 +37,87 @@ def test_greedy_picks_the_tokens_of_model_generate(tiny_model_path, prompts):
     assert [(c[0].text, c[0].tokens) for c in got] == expected
 
 
-def test_n_samples_and_a_shared_prefix_are_prefilled_once_and_seeded(engine, monkeypatch):
+def test_prompt_lookup_decodes_several_greedy_tokens_per_step(tiny_model_path, monkeypatch):
+    """A prompt the output repeats: drafts are taken, so fewer forwards than tokens, and the tokens stay greedy's."""
+    engine = TransformersEngine(tiny_model_path, None, EngineConfig(name="transformers"))
+    free = engine.generate([engine.render([{"role": "user", "content": "Hi"}])], SamplingConfig(max_tokens=24))[0][0]
+    prompt = engine.render([{"role": "user", "content": ("Hi " + free.text) * 3}])  # the model's own output, repeated
+    plain = TransformersEngine._decode.__globals__["MAX_DRAFT"]
+    steps = []
+    forward = engine.model.forward
+
+    def counting(*args, **kwargs):
+        steps.append(kwargs["input_ids"].shape[1])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", counting)
+    got = engine.generate([prompt], SamplingConfig(max_tokens=24))[0][0]
+    forwards = len(steps)  # one prefill (a single prompt), then the decode steps
+    monkeypatch.setitem(TransformersEngine._decode.__globals__, "MAX_DRAFT", 0)
+    assert engine.generate([prompt], SamplingConfig(max_tokens=24))[0][0] == got
+    assert plain and len(steps) - forwards == got.tokens  # without drafts: a prefill, then a step per further token
+    assert forwards < got.tokens * 2 / 3
+
+
+def test_lookup_drafts_what_followed_the_latest_longest_match():
+    lookup = Lookup([1, 2, 3, 9, 1, 2, 3, 7, 8, 4, 3])
+    assert lookup.draft(2) == [7, 8]  # 3 alone: the latest earlier 3 is followed by 7, 8
+    lookup.extend([9, 1, 2])
+    assert lookup.draft(3) == [3, 7, 8]  # 9 1 2 is a longer match than 1 2 alone
+    assert Lookup([5, 6]).draft(4) == []
+
+
+def test_n_samples_and_shared_openings_are_prefilled_once_and_seeded(engine, monkeypatch):
     sampling = SamplingConfig(n=3, temperature=4.0, max_tokens=16, seed=5)  # hot: seeds must show
     rendered = [engine.render([{"role": "user", "content": LEAD + p}]) for p in PROMPTS]
+    ids = [engine.tokenizer(r, add_special_tokens=False)["input_ids"] for r in rendered]
     prefills = []
     forward = engine.model.forward
 
     def counting(*args, **kwargs):
-        if kwargs["input_ids"].shape[1] > 1:
-            prefills.append(kwargs["input_ids"].shape[0])
+        if kwargs["input_ids"].shape[1] > 1:  # sampling feeds no drafts: these are prefills
+            prefills.append(tuple(kwargs["input_ids"].shape))
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(engine.model, "forward", counting)
     first = engine.generate(rendered, sampling)
-    # batch_size 2: the opening both prompts share (one row), then the rest of each prompt (one row each, never
-    # one per sample); the last batch holds one prompt, prefilled whole
-    assert prefills == [1, 2, 1]
+    # batch_size 2, longest first: the two longer prompts' shared opening once, then the rest of each, one row each
+    # (never one per sample); the last batch holds the shortest prompt, prefilled whole
+    a, b = sorted(range(3), key=lambda i: -len(rendered[i]))[:2]
+    shared = next(j for j, (x, y) in enumerate(zip(ids[a], ids[b])) if x != y)
+    assert {rows for rows, _ in prefills} == {1}
+    assert [t for _, t in prefills] == [shared, len(ids[a]) - shared, len(ids[b]) - shared,
+                                         len(ids[3 - a - b])] or \
+        [t for _, t in prefills] == [shared, len(ids[b]) - shared, len(ids[a]) - shared, len(ids[3 - a - b])]
     assert [len(c) for c in first] == [3, 3, 3] and all(x.tokens <= 16 for c in first for x in c)
     assert engine.generate(rendered, sampling) == first
     other = engine.generate(rendered, sampling.model_copy(update={"seed": 6}))
     assert [x.text for c in other for x in c] != [x.text for c in first for x in c]
+
+
+def test_a_decode_step_writes_the_cache_in_place(engine):
+    ids = [engine.tokenizer(engine.render([{"role": "user", "content": p}]), add_special_tokens=False)["input_ids"]
+           for p in PROMPTS]
+    logits, mask, cache = engine._prefill(ids, reserve=8)
+    layer = cache.layers[0]
+    where, length = layer.keys.data_ptr(), layer.keys.shape[2]
+    with torch.inference_mode():
+        for _ in range(8):
+            mask = torch.cat([mask, mask.new_ones(len(ids), 1)], dim=-1)
+            engine.model(input_ids=logits.argmax(-1)[:, None], attention_mask=mask,
+                         position_ids=mask.sum(-1, keepdim=True) - 1, past_key_values=cache, use_cache=True)
+    assert layer.keys.shape[2] == length + 8 and layer.keys.data_ptr() == where
+
+
+def test_the_sampler_draws_from_the_tempered_distribution():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0]]).repeat(20000, 1)
+    generator = torch.Generator().manual_seed(0)
+    drawn = TransformersEngine._pick(logits, SamplingConfig(temperature=0.5), generator)
+    share = torch.bincount(drawn, minlength=5).float() / len(drawn)
+    expected = (logits[0] / 0.5).softmax(-1)
+    assert (share - expected).abs().max() < 0.01 and share[4] == 0
+    top = TransformersEngine._pick(logits, SamplingConfig(temperature=0.5, top_p=0.95), generator)
+    assert set(top.tolist()) == {0, 1}  # 0.867 + 0.117 of the mass: the rest is cut
 
 
 def test_a_stop_string_ends_its_sequence(engine):
