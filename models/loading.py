@@ -62,7 +62,9 @@ def _convert_smollm2(out: Path) -> None:
     plain = type(gguf_model)(config)
     plain.load_state_dict(gguf_model.state_dict())
     plain.generation_config.pad_token_id = tok.pad_token_id
-    plain.save_pretrained(out)
+    # bf16, the dtype SmolLM2 was trained in: its Q4_1 weights lose nothing that matters (4-bit values, f16 scales),
+    # and engines compute in it where the hardware runs bf16 natively (EngineConfig.dtype 'auto')
+    plain.to(torch.bfloat16).save_pretrained(out)
     tok.save_pretrained(out)
 
 
@@ -80,8 +82,17 @@ def resolve_model(name_or_path: str) -> str:
         return str(_build_once(cache_dir() / "models" / f"{name_or_path}-{recipe}",
                                lambda out: models.tiny.build_tiny(out, **options)))
     if name_or_path == "smollm2-135m":
-        return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2))
+        return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct-bf16", _convert_smollm2))
     return name_or_path
+
+
+def stored_dtype(model_path: str) -> str:
+    """The dtype a checkpoint's config says its weights are in ('float32' when it says none)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return str(dtype).removeprefix("torch.") if dtype else "float32"
 
 
 # Config lists whose order means nothing: PEFT writes `target_modules` from a set, so two identical trainings

@@ -20,6 +20,8 @@ from a generator seeded per batch, so the same seed and prompts give the same ou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from rich.console import Console
 from rich.progress import track
@@ -28,6 +30,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from models.engines import Completion, cut_at_stop
+from models.loading import stored_dtype
 from reflectevo.config import EngineConfig, SamplingConfig
 
 # Leading tokens prompts must share to be prefilled once for all of them: below this, the extra forward call of the
@@ -132,6 +135,47 @@ class Lookup:
         return []
 
 
+@dataclass
+class Node:
+    """A run of prompt tokens, `ids[prompt][start:end]`, that the prompts under it share; `parent` is the index of
+    the node it continues in the level above; `ended` are the prompts that end with it."""
+
+    prompt: int
+    start: int
+    end: int
+    parent: int
+    ended: list[int]
+
+
+def prefix_tree(ids: list[list[int]]) -> list[list[Node]]:
+    """The prompts' shared openings as a tree, level by level: a node's run is what all prompts under it share after
+    its parent's. A shared run shorter than MIN_SHARED that no prompt ends with is not a node of its own: each
+    continuation computes it itself (a short run does not pay for the padding it costs a level)."""
+    levels: list[list[Node]] = []
+
+    def visit(group: list[int], start: int, parent: int, depth: int) -> None:
+        head = ids[group[0]]
+        end = min(len(ids[r]) for r in group)
+        end = next((j for j in range(start, end) if any(ids[r][j] != head[j] for r in group)), end)
+        ended = [r for r in group if len(ids[r]) == end]
+        subgroups: dict[int, list[int]] = {}
+        for r in group:
+            if len(ids[r]) > end:
+                subgroups.setdefault(ids[r][end], []).append(r)
+        if not ended and end - start < MIN_SHARED:  # diverges at once (two or more subgroups)
+            for sub in subgroups.values():
+                visit(sub, start, parent, depth)
+            return
+        if len(levels) == depth:
+            levels.append([])
+        levels[depth].append(Node(group[0], start, end, parent, ended))
+        for sub in subgroups.values():
+            visit(sub, end, len(levels[depth]) - 1, depth + 1)
+
+    visit(list(range(len(ids))), 0, 0, 0)
+    return levels
+
+
 class TransformersEngine:
     def __init__(self, model_path: str, adapter: str | None = None, config: EngineConfig | None = None):
         self.config = config or EngineConfig(name="transformers")
@@ -141,7 +185,8 @@ class TransformersEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.config.dtype),
+        dtype = getattr(torch, self.config.resolved_dtype(stored_dtype(model_path)))
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
                                                      attn_implementation="sdpa_grouped" if self.device == "cpu" else None)
         if adapter:
             from peft import PeftModel
@@ -181,52 +226,49 @@ class TransformersEngine:
     def _prefill(self, ids: list[list[int]], reserve: int) -> tuple[torch.Tensor, torch.Tensor, DynamicCache]:
         """Last-position logits, attention mask and KV cache (room for `reserve` more positions) after `ids`.
 
-        The prompts are prefilled as a tree of their shared openings: the chat template's system turn and a task's
-        instruction and worked examples are shared by all of a task's prompts, the question and the failed attempt by
-        the second trials of its reflections. Each node of the tree is one single-row forward on its parent's cache,
-        so every distinct token is computed once and no row is padded; the rows' caches are then stacked, left-padded
-        and masked, for the batched decode.
+        The prompts are prefilled as a tree of their shared openings (`prefix_tree`): the chat template's system
+        turn and a task's instruction and worked examples are shared by all of a task's prompts, the question and the
+        failed attempt by the second trials of its reflections. The tree is computed a level at a time, each level
+        one batched forward whose rows are its nodes, each on its parent's cache: every distinct token is computed
+        once, in as many forwards as the tree is deep. A level's runs are right-padded, so no query attends to
+        nothing; the padding's cache positions are dropped when the prompts' caches are stacked, left-padded and
+        masked, for the batched decode.
         """
-        rows: list[tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]] = [None] * len(ids)  # type: ignore
-        self._prefill_node(ids, list(range(len(ids))), 0, [], rows)
-        longest = max(map(len, ids))
+        rows: list = [None] * len(ids)  # per prompt: its logits, and its keys and values per layer
+        parent_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        parent_mask = torch.zeros((1, 0), dtype=torch.long, device=self.device)
+        pad = self.tokenizer.pad_token_id
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        for level in prefix_tree(ids):
+            runs = [ids[node.prompt][node.start : node.end] for node in level]
+            width = max(map(len, runs))
+            parents = torch.tensor([node.parent for node in level], device=self.device)
+            cache = DynamicCache(config=self.model.config)
+            for layer, (keys, values) in zip(cache.layers, parent_kv):
+                layer.update(keys[parents], values[parents])
+            fed = torch.tensor([run + [pad] * (width - len(run)) for run in runs], device=self.device)
+            mask = torch.cat([parent_mask[parents], torch.tensor(
+                [[1] * len(run) + [0] * (width - len(run)) for run in runs], device=self.device)], dim=-1)
+            positions = torch.tensor([[node.start + j for j in range(width)] for node in level], device=self.device)
+            hidden = decoder(input_ids=fed, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                             use_cache=True).last_hidden_state
+            last = torch.tensor([len(run) - 1 for run in runs], device=self.device)
+            logits = head(hidden[torch.arange(len(level), device=self.device), last])
+            parent_kv, parent_mask = [(layer.keys, layer.values) for layer in cache.layers], mask
+            for i, node in enumerate(level):
+                real = mask[i].nonzero().squeeze(-1)
+                for r in node.ended:
+                    rows[r] = (logits[i : i + 1], [(k[i : i + 1, :, real], v[i : i + 1, :, real]) for k, v in parent_kv])
+        lengths = [len(r) for r in ids]
+        longest = max(lengths)
         cache = DynamicCache(config=self.model.config)
         cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
         for i, layer in enumerate(cache.layers):
-            keys, values = ([torch.nn.functional.pad(kv[i][j], (0, 0, longest - len(ids[r]), 0))
-                             for r, (_, kv) in enumerate(rows)] for j in (0, 1))
+            keys, values = ([torch.nn.functional.pad(kv[i][j], (0, 0, longest - length, 0))
+                             for length, (_, kv) in zip(lengths, rows)] for j in (0, 1))
             layer.update(torch.cat(keys), torch.cat(values))
-        mask = torch.tensor([[0] * (longest - len(r)) + [1] * len(r) for r in ids], device=self.device)
+        mask = torch.tensor([[0] * (longest - n) + [1] * n for n in lengths], device=self.device)
         return torch.cat([logits for logits, _ in rows]), mask, cache
-
-    def _prefill_node(self, ids: list[list[int]], group: list[int], start: int,
-                      past: list[tuple[torch.Tensor, torch.Tensor]], rows: list) -> None:
-        """Prefills the tokens the `group`'s prompts share after `start` on the cache `past` of `ids[.][:start]`,
-        then each subgroup that continues alike; a prompt that ends here gets the logits and cache in `rows`.
-        A shared run shorter than MIN_SHARED is not worth its own forward: each subgroup computes it itself."""
-        head = ids[group[0]]
-        end = min(len(ids[r]) for r in group)
-        end = next((j for j in range(start, end) if any(ids[r][j] != head[j] for r in group)), end)
-        ended = [r for r in group if len(ids[r]) == end]
-        subgroups: dict[int, list[int]] = {}
-        for r in group:
-            if len(ids[r]) > end:
-                subgroups.setdefault(ids[r][end], []).append(r)
-        if not ended and end - start < MIN_SHARED:  # diverges at once (two or more subgroups)
-            for sub in subgroups.values():
-                self._prefill_node(ids, sub, start, past, rows)
-            return
-        cache = DynamicCache(config=self.model.config)
-        for i, (keys, values) in enumerate(past):
-            cache.layers[i].update(keys, values)
-        logits = self.model(input_ids=torch.tensor([head[start:end]], device=self.device),
-                            position_ids=torch.arange(start, end, device=self.device)[None], past_key_values=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        here = [(layer.keys, layer.values) for layer in cache.layers]
-        for r in ended:
-            rows[r] = (logits, here)
-        for sub in subgroups.values():
-            self._prefill_node(ids, sub, end, here, rows)
 
     def _decode(self, ids: list[list[int]], sampling: SamplingConfig, offset: int) -> list[list[int]]:
         """Generated token ids (EOS excluded) of each prompt's `n` samples, sample-major within a prompt.

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from models.engines import Completion
 from models.engines.process import WorkerProcess
+from models.loading import stored_dtype
 from reflectevo.config import EngineConfig, SamplingConfig
 
 # vLLM accepts only these values of `max_lora_rank` (vllm/config/lora.py); an adapter's r is rounded up to one.
@@ -91,7 +92,8 @@ class VLLMRunner:
             from models.training import merged_checkpoint
 
             model_path, adapter = merged_checkpoint(model_path, adapter), None
-        kwargs = dict(model=model_path, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
+        kwargs = dict(model=model_path, dtype=cfg.resolved_dtype(stored_dtype(model_path)),
+                      max_model_len=cfg.max_model_len,
                       gpu_memory_utilization=cfg.gpu_memory_utilization, enable_prefix_caching=True)
         if current_platform.is_cpu():
             kwargs.update(enforce_eager=True, enable_chunked_prefill=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.engines.hf import Lookup, TransformersEngine
+from models.engines.hf import MAX_DRAFT, Lookup, TransformersEngine, prefix_tree
 from reflectevo.config import EngineConfig, SamplingConfig
 
 PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
@@ -37,12 +37,26 @@ def test_greedy_picks_the_tokens_of_model_generate(tiny_model_path, prompts):
     assert [(c[0].text, c[0].tokens) for c in got] == expected
 
 
-def test_prompt_lookup_decodes_several_greedy_tokens_per_step(tiny_model_path, monkeypatch):
-    """A prompt the output repeats: drafts are taken, so fewer forwards than tokens, and the tokens stay greedy's."""
-    engine = TransformersEngine(tiny_model_path, None, EngineConfig(name="transformers"))
-    free = engine.generate([engine.render([{"role": "user", "content": "Hi"}])], SamplingConfig(max_tokens=24))[0][0]
-    prompt = engine.render([{"role": "user", "content": ("Hi " + free.text) * 3}])  # the model's own output, repeated
-    plain = TransformersEngine._decode.__globals__["MAX_DRAFT"]
+@pytest.fixture(scope="module")
+def untrained_engine(tiny_model_path, tmp_path_factory):
+    """The tiny model's shape with random weights: its attention spreads over all its context, so a cache position
+    left unmasked changes what it picks (the trained one attends to little but the last tokens)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("untrained")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_model_path)).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(path)
+    return TransformersEngine(str(path), None, EngineConfig(name="transformers"))
+
+
+def test_prompt_lookup_keeps_the_draft_tokens_greedy_picks_and_only_those(untrained_engine, monkeypatch):
+    """Drafts of greedy's own next tokens are all kept (a forward then yields MAX_DRAFT + 1 tokens); drafts of other
+    tokens are all rejected, their cache positions masked (a token a forward). Either way: greedy's tokens."""
+    engine = untrained_engine
+    ids = [engine.tokenizer(engine.render([{"role": "user", "content": PROMPTS[0]}]), add_special_tokens=False)
+           ["input_ids"]]
+    sampling = SamplingConfig(max_tokens=24)
     steps = []
     forward = engine.model.forward
 
@@ -50,13 +64,21 @@ def test_prompt_lookup_decodes_several_greedy_tokens_per_step(tiny_model_path, m
         steps.append(kwargs["input_ids"].shape[1])
         return forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine.model, "forward", counting)
-    got = engine.generate([prompt], SamplingConfig(max_tokens=24))[0][0]
-    forwards = len(steps)  # one prefill (a single prompt), then the decode steps
-    monkeypatch.setitem(TransformersEngine._decode.__globals__, "MAX_DRAFT", 0)
-    assert engine.generate([prompt], SamplingConfig(max_tokens=24))[0][0] == got
-    assert plain and len(steps) - forwards == got.tokens  # without drafts: a prefill, then a step per further token
-    assert forwards < got.tokens * 2 / 3
+    monkeypatch.setattr(engine.model, "forward", counting)  # the decode steps (the prefill runs the decoder alone)
+    monkeypatch.setattr(Lookup, "draft", lambda self, size: [])
+    plain = engine._decode(ids, sampling, 0)[0]
+    plain_steps = len(steps)  # one per token after the prefill's, and one more that picked EOS if it ended there
+    assert plain_steps in (len(plain) - 1, len(plain))
+
+    def oracle(lookup, size):  # what greedy picks next
+        done = len(lookup.tokens) - len(ids[0])
+        return plain[done : done + size]
+
+    for draft, forwards in ((oracle, -(-plain_steps // (MAX_DRAFT + 1))), (
+            lambda lookup, size: [(t + 1) % len(engine.tokenizer) for t in oracle(lookup, size)], plain_steps)):
+        steps.clear()
+        monkeypatch.setattr(Lookup, "draft", draft)
+        assert engine._decode(ids, sampling, 0)[0] == plain and len(steps) == forwards
 
 
 def test_lookup_drafts_what_followed_the_latest_longest_match():
@@ -71,28 +93,40 @@ def test_n_samples_and_shared_openings_are_prefilled_once_and_seeded(engine, mon
     sampling = SamplingConfig(n=3, temperature=4.0, max_tokens=16, seed=5)  # hot: seeds must show
     rendered = [engine.render([{"role": "user", "content": LEAD + p}]) for p in PROMPTS]
     ids = [engine.tokenizer(r, add_special_tokens=False)["input_ids"] for r in rendered]
-    prefills = []
-    forward = engine.model.forward
+    prefills = []  # per prefill forward: rows, width, and the tokens it computes (its fed positions not masked)
+    decoder = engine.model.get_decoder()
+    forward = decoder.forward
 
     def counting(*args, **kwargs):
-        if kwargs["input_ids"].shape[1] > 1:  # sampling feeds no drafts: these are prefills
-            prefills.append(tuple(kwargs["input_ids"].shape))
+        rows, width = kwargs["input_ids"].shape
+        if width > 1:  # sampling feeds no drafts: these are prefills
+            prefills.append((rows, width, int(kwargs["attention_mask"][:, -width:].sum())))
         return forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine.model, "forward", counting)
+    monkeypatch.setattr(decoder, "forward", counting)
     first = engine.generate(rendered, sampling)
     # batch_size 2, longest first: the two longer prompts' shared opening once, then the rest of each, one row each
-    # (never one per sample); the last batch holds the shortest prompt, prefilled whole
+    # in one forward (never one per sample); the last batch holds the shortest prompt, prefilled whole
     a, b = sorted(range(3), key=lambda i: -len(rendered[i]))[:2]
     shared = next(j for j, (x, y) in enumerate(zip(ids[a], ids[b])) if x != y)
-    assert {rows for rows, _ in prefills} == {1}
-    assert [t for _, t in prefills] == [shared, len(ids[a]) - shared, len(ids[b]) - shared,
-                                         len(ids[3 - a - b])] or \
-        [t for _, t in prefills] == [shared, len(ids[b]) - shared, len(ids[a]) - shared, len(ids[3 - a - b])]
+    rests = [len(ids[a]) - shared, len(ids[b]) - shared]
+    short = len(ids[3 - a - b])
+    assert prefills == [(1, shared, shared), (2, max(rests), sum(rests)), (1, short, short)]
     assert [len(c) for c in first] == [3, 3, 3] and all(x.tokens <= 16 for c in first for x in c)
     assert engine.generate(rendered, sampling) == first
     other = engine.generate(rendered, sampling.model_copy(update={"seed": 6}))
     assert [x.text for c in other for x in c] != [x.text for c in first for x in c]
+
+
+def test_prefix_tree_levels_share_every_opening_once():
+    ids = [[1] * 20 + [2] * 20 + [3], [1] * 20 + [2] * 20 + [4, 4], [1] * 20 + [5] * 3, [1] * 20, [6] * 5]
+    levels = prefix_tree(ids)
+    runs = [[(n.start, n.end, n.ended) for n in level] for level in levels]
+    # [6]*5 shares nothing; the four others share [1]*20 (which prompt 3 ends with); two of them share [2]*20 more
+    assert runs == [[(0, 20, [3]), (0, 5, [4])], [(20, 40, []), (20, 23, [2])], [(40, 41, [0]), (40, 42, [1])]]
+    assert [[n.parent for n in level] for level in levels] == [[0, 0], [0, 0], [0, 0]]
+    # a shared run shorter than MIN_SHARED with no prompt ending there is computed by each continuation itself
+    assert [[(n.start, n.end) for n in level] for level in prefix_tree([[7, 7, 1], [7, 7, 2, 2]])] == [[(0, 3), (0, 4)]]
 
 
 def test_a_decode_step_writes_the_cache_in_place(engine):

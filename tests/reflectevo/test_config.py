@@ -34,3 +34,21 @@ def test_defaults_are_the_embedded_demo():
     cfg = RoundConfig()
     assert cfg.model == "smollm2-135m" and cfg.tasks == ["choice", "math"]
     assert (cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_dropout) == (8, 32, 0.1)
+
+
+@pytest.mark.parametrize("cuda,cpu_bf16,stored,expected", [
+    (False, True, "bfloat16", "bfloat16"),  # a CPU with AVX-512 BF16 (AMX): the checkpoint's bf16
+    (False, False, "bfloat16", "float32"),  # without it bf16 is slow: float32
+    (False, True, "float32", "float32"),  # a float32 checkpoint (the tiny test models) stays float32
+    (False, True, "float16", "float32"),
+    (True, False, "float16", "float16"),
+])
+def test_auto_dtype_is_the_checkpoints_where_the_hardware_runs_it(monkeypatch, cuda, cpu_bf16, stored, expected):
+    import torch
+
+    from reflectevo.config import EngineConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16)
+    assert EngineConfig().resolved_dtype(stored) == expected
+    assert EngineConfig(dtype="float32").resolved_dtype(stored) == "float32"
