@@ -2,9 +2,12 @@
 
 Our own decode loop over the model's forward, not `model.generate`, for savings that `generate` cannot make and
 that dominate a round on a CPU (bench/generation.py and bench/default_round.py measure them):
+- the model computes in its checkpoint's dtype where the hardware runs it natively (`EngineConfig.dtype`): SmolLM2
+  in bf16 on a CPU with AMX, whose matmuls then run 3-4x faster than in float32 and whose cache is half the size;
 - prompts are prefilled as a tree of their shared openings (chat template, instruction, worked examples, and for
-  second trials the question and failed attempt their reflections share): each distinct token once, no padding;
-  for `n` samples per prompt the cache is then repeated `n` times (`generate` prefills each copy);
+  second trials the question and failed attempt their reflections share), a level of the tree per batched
+  forward: each distinct token once; for `n` samples per prompt the cache is then repeated `n` times (`generate`
+  prefills each copy);
 - a greedy row feeds, behind its next token, the tokens that followed the last time its latest tokens occurred
   (prompt lookup) and keeps those the model picks too: several tokens per step where a small model copies its
   prompt or repeats itself, which is most of a round's greedy tokens;
@@ -33,8 +36,8 @@ from models.engines import Completion, cut_at_stop
 from models.loading import stored_dtype
 from reflectevo.config import EngineConfig, SamplingConfig
 
-# Leading tokens prompts must share to be prefilled once for all of them: below this, the extra forward call of the
-# shared part costs more than computing it once per prompt.
+# Leading tokens prompts must share to be prefilled once for all of them: below this, the shared part's own level
+# (an extra forward, its rows padded to the longest) costs more than computing it once per prompt.
 MIN_SHARED = 16
 # Prompt lookup: draft tokens a greedy row feeds per step at most, and a step's draft tokens for the whole batch.
 # On 2 CPU cores a SmolLM2-135M step costs ~40 ms plus ~2-3 ms per fed token: long drafts pay for a few rows, not
@@ -256,18 +259,18 @@ class TransformersEngine:
             logits = head(hidden[torch.arange(len(level), device=self.device), last])
             parent_kv, parent_mask = [(layer.keys, layer.values) for layer in cache.layers], mask
             for i, node in enumerate(level):
-                real = mask[i].nonzero().squeeze(-1)
+                real = mask[i].nonzero().squeeze(-1)  # the row's own positions, without the levels' padding
                 for r in node.ended:
-                    rows[r] = (logits[i : i + 1], [(k[i : i + 1, :, real], v[i : i + 1, :, real]) for k, v in parent_kv])
-        lengths = [len(r) for r in ids]
-        longest = max(lengths)
+                    rows[r] = (logits[i : i + 1], [(k[i : i + 1, :, real], v[i : i + 1, :, real])
+                                                   for k, v in parent_kv])
+        longest = max(map(len, ids))
         cache = DynamicCache(config=self.model.config)
         cache.layers = [ReservedLayer(reserve) for _ in cache.layers]
         for i, layer in enumerate(cache.layers):
-            keys, values = ([torch.nn.functional.pad(kv[i][j], (0, 0, longest - length, 0))
-                             for length, (_, kv) in zip(lengths, rows)] for j in (0, 1))
+            keys, values = ([torch.nn.functional.pad(kv[i][j], (0, 0, longest - len(ids[r]), 0))
+                             for r, (_, kv) in enumerate(rows)] for j in (0, 1))
             layer.update(torch.cat(keys), torch.cat(values))
-        mask = torch.tensor([[0] * (longest - n) + [1] * n for n in lengths], device=self.device)
+        mask = torch.tensor([[0] * (longest - len(r)) + [1] * len(r) for r in ids], device=self.device)
         return torch.cat([logits for logits, _ in rows]), mask, cache
 
     def _decode(self, ids: list[list[int]], sampling: SamplingConfig, offset: int) -> list[list[int]]:
