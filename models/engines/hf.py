@@ -189,8 +189,8 @@ class TransformersEngine:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = getattr(torch, self.config.resolved_dtype(stored_dtype(model_path)))
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
-                                                     attn_implementation="sdpa_grouped" if self.device == "cpu" else None)
+        attention = "sdpa_grouped" if self.device == "cpu" else None
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=attention)
         if adapter:
             from peft import PeftModel
 
