@@ -152,6 +152,8 @@ def test_the_sampler_draws_from_the_tempered_distribution():
     assert (share - expected).abs().max() < 0.01 and share[4] == 0
     top = TransformersEngine._pick(logits, SamplingConfig(temperature=0.5, top_p=0.95), generator)
     assert set(top.tolist()) == {0, 1}  # 0.867 + 0.117 of the mass: the rest is cut
+    edges = torch.tensor([[float("-inf"), 0.0, float("-inf")]]).repeat(1000, 1)  # no mass on either end
+    assert TransformersEngine._pick(edges, SamplingConfig(temperature=1.0), generator).eq(1).all()
 
 
 def test_a_stop_string_ends_its_sequence(engine):
