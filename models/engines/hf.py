@@ -6,8 +6,8 @@ that dominate a round on a CPU (bench/generation.py and bench/default_round.py m
   in bf16 on a CPU with AMX, whose matmuls then run 3-4x faster than in float32 and whose cache is half the size;
 - prompts are prefilled as a tree of their shared openings (chat template, instruction, worked examples, and for
   second trials the question and failed attempt their reflections share), a level of the tree per batched
-  forward: each distinct token once; for `n` samples per prompt the cache is then repeated `n` times (`generate`
-  prefills each copy);
+  forward, or a few where its runs' lengths differ widely: each distinct token once, with little padding; for `n`
+  samples per prompt the cache is then repeated `n` times (`generate` prefills each copy);
 - a greedy row feeds, behind its next token, the tokens that followed the last time its latest tokens occurred
   (prompt lookup) and keeps those the model picks too: several tokens per step where a small model copies its
   prompt or repeats itself, which is most of a round's greedy tokens;
@@ -40,6 +40,9 @@ from reflectevo.config import EngineConfig, SamplingConfig
 # Leading tokens prompts must share to be prefilled once for all of them: below this, the shared part's own level
 # (an extra forward, its rows padded to the longest) costs more than computing it once per prompt.
 MIN_SHARED = 16
+# A prefill forward's own cost, in prompt positions computed: what splitting a level of the prompt tree into one
+# more forward must save in padding (SmolLM2-135M in bf16 here: ~45 ms a forward, ~0.45 ms a position).
+FORWARD_TOKENS = 100
 # Prompt lookup: draft tokens a greedy row feeds per step at most, and a step's draft tokens for the whole batch.
 # On 2 CPU cores a SmolLM2-135M step costs ~40 ms plus ~2-3 ms per fed token: long drafts pay for a few rows, not
 # for 32 (1.7x fewer greedy steps in the default round at these settings; 64 or 16 per batch were slower).
@@ -149,6 +152,24 @@ class Lookup:
         return []
 
 
+def length_chunks(lengths: list[int]) -> list[list[int]]:
+    """Indices of `lengths` in chunks, each longest first, for one right-padded forward per chunk: the split that
+    computes the fewest positions, padding included, counting FORWARD_TOKENS more per forward. A level of the
+    default round's prompt tree pads ~50% more positions than it has in one forward."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    cost, cut = [0] + [None] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            total = cost[start] + FORWARD_TOKENS + (end - start) * lengths[order[start]]
+            if cost[end] is None or total < cost[end]:
+                cost[end], cut[end] = total, start
+    chunks, end = [], len(order)
+    while end:
+        chunks.append(order[cut[end] : end])
+        end = cut[end]
+    return chunks[::-1]
+
+
 @dataclass
 class Node:
     """A run of prompt tokens, `ids[prompt][start:end]`, that the prompts under it share; `parent` is the index of
@@ -242,38 +263,58 @@ class TransformersEngine:
 
         The prompts are prefilled as a tree of their shared openings (`prefix_tree`): the chat template's system
         turn and a task's instruction and worked examples are shared by all of a task's prompts, the question and the
-        failed attempt by the second trials of its reflections. The tree is computed a level at a time, each level
-        one batched forward whose rows are its nodes, each on its parent's cache: every distinct token is computed
-        once, in as many forwards as the tree is deep. A level's runs are right-padded, so no query attends to
-        nothing; the padding's cache positions are dropped when the prompts' caches are stacked, left-padded and
-        masked, for the batched decode.
+        failed attempt by the second trials of its reflections. The tree is computed a level at a time, in batched
+        forwards whose rows are the level's nodes, each on its parent's cache: every distinct token is computed
+        once. A level's runs are right-padded, so no query attends to nothing, and split into chunks of like length
+        (`length_chunks`), a forward each, where the padding would cost more than a forward; the padding's cache
+        positions are dropped when the prompts' caches are stacked, left-padded and masked, for the batched decode.
         """
         rows: list = [None] * len(ids)  # per prompt: its logits, and its keys and values per layer
-        parent_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        parent_mask = torch.zeros((1, 0), dtype=torch.long, device=self.device)
+        kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer: the level above's nodes, a row each
+        kv_mask = torch.zeros((1, 0), dtype=torch.long, device=self.device)
+        kv_row = [0]  # each node of the level above: its row in kv
         pad = self.tokenizer.pad_token_id
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
         for level in prefix_tree(ids):
             runs = [ids[node.prompt][node.start : node.end] for node in level]
-            width = max(map(len, runs))
-            parents = torch.tensor([node.parent for node in level], device=self.device)
-            cache = DynamicCache(config=self.model.config)
-            for layer, (keys, values) in zip(cache.layers, parent_kv):
-                layer.update(keys[parents], values[parents])
-            fed = torch.tensor([run + [pad] * (width - len(run)) for run in runs], device=self.device)
-            mask = torch.cat([parent_mask[parents], torch.tensor(
-                [[1] * len(run) + [0] * (width - len(run)) for run in runs], device=self.device)], dim=-1)
-            positions = torch.tensor([[node.start + j for j in range(width)] for node in level], device=self.device)
-            hidden = decoder(input_ids=fed, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                             use_cache=True).last_hidden_state
-            last = torch.tensor([len(run) - 1 for run in runs], device=self.device)
-            logits = head(hidden[torch.arange(len(level), device=self.device), last])
-            parent_kv, parent_mask = [(layer.keys, layer.values) for layer in cache.layers], mask
+            width, known = max(map(len, runs)), kv_mask.shape[1]
+            own = torch.tensor([[1] * len(run) + [0] * (width - len(run)) for run in runs], device=self.device)
+            chunks = length_chunks([len(run) for run in runs])
+            order = [i for chunk in chunks for i in chunk]
+            parents = torch.tensor([kv_row[level[i].parent] for i in order], device=self.device)
+            level_mask = torch.cat([kv_mask[parents], own[order]], dim=-1)
+            level_kv = [tuple(t.new_zeros((len(level), *t.shape[1:2], known + width, t.shape[-1])) for t in layer)
+                        for layer in kv] if kv else None
+            logits, start = [], 0
+            for chunk in chunks:
+                end, fed_width = start + len(chunk), len(runs[chunk[0]])  # a chunk is longest first
+                cache = DynamicCache(config=self.model.config)
+                for layer, (keys, values) in zip(cache.layers, kv):
+                    layer.update(keys[parents[start:end]], values[parents[start:end]])
+                fed = torch.tensor([runs[i] + [pad] * (fed_width - len(runs[i])) for i in chunk], device=self.device)
+                positions = torch.tensor([[level[i].start + j for j in range(fed_width)] for i in chunk],
+                                         device=self.device)
+                hidden = decoder(input_ids=fed, attention_mask=level_mask[start:end, : known + fed_width],
+                                 position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
+                last = torch.tensor([len(runs[i]) - 1 for i in chunk], device=self.device)
+                logits.append(head(hidden[torch.arange(len(chunk), device=self.device), last]))
+                if level_kv is None:  # the first level: its keys and values have no parent part to be copied into
+                    level_kv = [tuple(t.new_zeros((len(level), *t.shape[1:2], width, t.shape[-1]))
+                                      for t in (layer.keys, layer.values)) for layer in cache.layers]
+                for (keys, values), layer in zip(level_kv, cache.layers):
+                    keys[start:end, :, : known + fed_width] = layer.keys
+                    values[start:end, :, : known + fed_width] = layer.values
+                start = end
+            kv, kv_mask, logits = level_kv, level_mask, torch.cat(logits)
+            kv_row = [0] * len(level)
+            for row, i in enumerate(order):
+                kv_row[i] = row
             for i, node in enumerate(level):
-                real = mask[i].nonzero().squeeze(-1)  # the row's own positions, without the levels' padding
+                row = kv_row[i]
+                real = kv_mask[row].nonzero().squeeze(-1)  # the row's own positions, without the levels' padding
                 for r in node.ended:
-                    rows[r] = (logits[i : i + 1], [(k[i : i + 1, :, real], v[i : i + 1, :, real])
-                                                   for k, v in parent_kv])
+                    rows[r] = (logits[row : row + 1], [(k[row : row + 1, :, real], v[row : row + 1, :, real])
+                                                       for k, v in kv])
         longest = max(map(len, ids))
         cache = DynamicCache(config=self.model.config)
         cache.layers = [ReservedLayer(reserve) for _ in cache.layers]

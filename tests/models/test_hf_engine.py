@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.engines.hf import MAX_DRAFT, Lookup, TransformersEngine, prefix_tree
+from models.engines.hf import MAX_DRAFT, Lookup, TransformersEngine, length_chunks, prefix_tree
 from reflectevo.config import EngineConfig, SamplingConfig
 
 PROMPTS = ["Question: what is two plus two?", "Hi", "Solve step by step: a train leaves at noon and travels far."]
@@ -127,6 +127,35 @@ def test_prefix_tree_levels_share_every_opening_once():
     assert [[n.parent for n in level] for level in levels] == [[0, 0], [0, 0], [0, 0]]
     # a shared run shorter than MIN_SHARED with no prompt ending there is computed by each continuation itself
     assert [[(n.start, n.end) for n in level] for level in prefix_tree([[7, 7, 1], [7, 7, 2, 2]])] == [[(0, 3), (0, 4)]]
+
+
+def test_length_chunks_split_a_level_where_padding_costs_more_than_a_forward():
+    assert length_chunks([10, 9, 8]) == [[0, 1, 2]]
+    assert length_chunks([20, 400, 390, 10]) == [[1, 2], [0, 3]]  # one forward would pad 780 more positions
+    assert length_chunks([5]) == [[0]]
+
+
+def test_a_level_split_in_chunks_prefills_what_each_prompt_alone_gives(untrained_engine, monkeypatch):
+    engine = untrained_engine
+    lead, shared = list(range(5, 35)), list(range(40, 190))
+    ids = [lead + list(range(200, 400)),  # ends a level-1 run of 200, longer than the shared run below
+           lead + shared + [7, 8, 9], lead + shared + list(range(60, 100)), lead + [11, 12, 13, 14, 15]]
+    forwards = []
+    decoder = engine.model.get_decoder()
+    forward = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda *a, **k: forwards.append(k["input_ids"].shape) or forward(*a, **k))
+    logits, mask, cache = engine._prefill(ids, reserve=4)
+    # the lead; level 1 as two forwards (the 200 and 150 runs, then the 5); the shared run's two continuations
+    assert [rows for rows, _ in forwards] == [1, 2, 1, 2]
+    monkeypatch.undo()
+    with torch.inference_mode():
+        for i, prompt in enumerate(ids):
+            alone = engine.model(input_ids=torch.tensor([prompt]), use_cache=True)
+            assert torch.allclose(logits[i], alone.logits[0, -1], atol=1e-4)
+            real = mask[i].nonzero().squeeze(-1)
+            for layer, own in zip(cache.layers, alone.past_key_values.layers):
+                assert torch.allclose(layer.keys[i][:, real], own.keys[0], atol=1e-4)
+                assert torch.allclose(layer.values[i][:, real], own.values[0], atol=1e-4)
 
 
 def test_a_decode_step_writes_the_cache_in_place(engine):
