@@ -282,9 +282,7 @@ class TransformersEngine:
             order = [i for chunk in chunks for i in chunk]
             parents = torch.tensor([kv_row[level[i].parent] for i in order], device=self.device)
             level_mask = torch.cat([kv_mask[parents], own[order]], dim=-1)
-            level_kv = [tuple(t.new_zeros((len(level), *t.shape[1:2], known + width, t.shape[-1])) for t in layer)
-                        for layer in kv] if kv else None
-            logits, start = [], 0
+            level_kv, logits, start = None, [], 0
             for chunk in chunks:
                 end, fed_width = start + len(chunk), len(runs[chunk[0]])  # a chunk is longest first
                 cache = DynamicCache(config=self.model.config)
@@ -297,8 +295,8 @@ class TransformersEngine:
                                  position_ids=positions, past_key_values=cache, use_cache=True).last_hidden_state
                 last = torch.tensor([len(runs[i]) - 1 for i in chunk], device=self.device)
                 logits.append(head(hidden[torch.arange(len(chunk), device=self.device), last]))
-                if level_kv is None:  # the first level: its keys and values have no parent part to be copied into
-                    level_kv = [tuple(t.new_zeros((len(level), *t.shape[1:2], width, t.shape[-1]))
+                if level_kv is None:  # the level's keys and values, shaped as the model makes them; padding zeros
+                    level_kv = [tuple(t.new_zeros((len(level), t.shape[1], known + width, t.shape[-1]))
                                       for t in (layer.keys, layer.values)) for layer in cache.layers]
                 for (keys, values), layer in zip(level_kv, cache.layers):
                     keys[start:end, :, : known + fed_width] = layer.keys
