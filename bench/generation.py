@@ -15,8 +15,8 @@ engine,
   roofline_fraction=<f> engine_call=<b> tok/s flop_per_token=<F> peak_matmul_gflops=<P> threads=<t> ...
 where roofline_fraction = engine_call tok/s x F / P: F is 2 x the weights of every matmul a generated token goes
 through (all linear layers and the LM head; attention over the context and the prompt's prefill not counted), P the
-fp32 matmul FLOP/s of this machine measured in the same run with torch, a 2048^3 matmul at the engine's thread count
-(on a CPU also printed at 1 thread). On a GPU, P is the same matmul in the engine's dtype.
+matmul FLOP/s of this machine in the engine's dtype (bf16 for SmolLM2 on a CPU with AMX, float32 where it has none),
+measured in the same run with torch, a 2048^3 matmul at the engine's thread count (on a CPU also at 1 thread).
 And with --engine both,
   engine_ratio=<vllm/transformers> vllm=<a> tok/s transformers=<b> tok/s device=<cpu|cuda>
 
