@@ -101,7 +101,7 @@ def _split(value: str | None) -> list[str] | None:
 def evolve(
     rounds: Annotated[int, typer.Option(min=1, help="Rounds to run, each from the previous round's adapter.")] = 1,
     model: Annotated[Optional[str], typer.Option(
-        help="'smollm2-135m' (default), 'tiny', 'tiny-world', a path or hub id.")] = None,
+        help="'smollm2-135m' (default), 'tiny', 'tiny-world' ('tiny-world@<build seed>'), a path or hub id.")] = None,
     engine: Annotated[Optional[str], typer.Option(help="auto | transformers | vllm")] = None,
     tasks: Annotated[Optional[str], typer.Option(help="Comma-separated task families, e.g. choice,math.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Problems per task at most.")] = None,

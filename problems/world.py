@@ -2,13 +2,23 @@
 
 Why it exists: ReflectEvo's claim is that the loop makes a model better. On a real benchmark a 135M model fixes
 too little to show it on a laptop, and a test model pretrained to favour some letters proves only the plumbing.
-This world is the loop's positive control: problems with a hidden rule over numeric options, a model that knows
-the prompt formats but not the rule (`models/tiny.py`), and the verifier's verdict as the only teacher.
+This world is the loop's positive control: problems with a hidden rule, a model that knows the prompt formats but
+not the rule (`models/tiny.py`), and the verifier's verdict as the only teacher.
+
+Two kinds of rule. `paired` (the positive control's default): each question names one option, "Which option is
+paired with option (C)?", and the answer is its partner under a permutation of A-D drawn from the world's seed that
+moves every letter (so repeating the named letter is always wrong); the options are random numbers that say
+nothing. The untrained model is at chance, and it must learn the permutation from the verifier's verdicts alone.
+The format model reads letters in parentheses (its reflections name the failed option that way), so the rule has a
+path a three-layer model can learn from a round's D+ whatever its float kernels round: learning it measures the
+loop, not a lucky data order. The value rules (`even`, `largest`, ...) need the model to bind each number to its
+letter and learn a property of 20-90 random number embeddings; at this scale that is a lottery that one CPU's
+rounding decides (docs/training.md), so they are for studying the model, not for gating.
 
 A world is a plain problems file in the project's own format (`kind: choice`), so it runs through the ordinary
 problem source, prompts, stages and verifier, and any other choice-kind file can take its place.
 
-    python -m problems.world --rule even --count 1200 --out world.jsonl
+    python -m problems.world --rule paired --count 1200 --out world.jsonl
 """
 
 from __future__ import annotations
@@ -32,26 +42,44 @@ RULES: dict[str, tuple[str, Callable[[list[int]], int]]] = {
 }
 
 
-def world_problems(rule: str = "even", count: int = 1200, seed: int = 0, low: int = 10,
-                   high: int = 99) -> list[Problem]:
-    """`count` problems of `rule`, each with four distinct numbers in [low, high]; the same for the same seed.
+def pairing(seed: int) -> dict[str, str]:
+    """The `paired` rule of world `seed`: each letter's partner, a seeded permutation that moves every letter."""
+    rng = random.Random(f"world:paired:{seed}")
+    while True:
+        partners = rng.sample(LETTERS, len(LETTERS))
+        if all(a != b for a, b in zip(LETTERS, partners)):
+            return dict(zip(LETTERS, partners))
 
-    The correct letter is uniform over A-D (the values are shuffled), so a model that ignores the numbers scores
-    0.25. Values are distinct, and draws without exactly one answer (a tie in distance for 'closest-to-50', not
-    exactly one even number for 'even') are skipped.
+
+def world_problems(rule: str = "paired", count: int = 1200, seed: int = 0, low: int = 10,
+                   high: int = 99) -> list[Problem]:
+    """`count` distinct problems of `rule`, each with four distinct numbers in [low, high]; the same for the same seed.
+
+    The correct letter is uniform over A-D (the values are shuffled; the named letter is uniform), so a model that
+    ignores the rule scores 0.25. Draws without exactly one answer (a tie in distance for 'closest-to-50', not exactly one
+    even number for 'even') and repeats of an earlier problem's question and options are skipped, so no held-out
+    problem is a copy of a pool one.
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown world rule {rule!r}; known: {sorted(RULES)}")
-    question, pick = RULES[rule]
+    if rule not in RULES and rule != "paired":
+        raise ValueError(f"unknown world rule {rule!r}; known: {sorted([*RULES, 'paired'])}")
+    partner = pairing(seed)
     rng = random.Random(f"world:{rule}:{seed}")
-    problems = []
+    problems, seen = [], set()
     while len(problems) < count:
         values = rng.sample(range(low, high + 1), len(LETTERS))
-        if _tied(rule, values) or (rule == "even" and sum(x % 2 == 0 for x in values) != 1):
+        if rule == "paired":
+            named = rng.choice(LETTERS)
+            question, answer = f"Which option is paired with option ({named})?", partner[named]
+        elif _tied(rule, values) or (rule == "even" and sum(x % 2 == 0 for x in values) != 1):
             continue
-        answer = pick(values)
+        else:
+            question, pick = RULES[rule]
+            answer = LETTERS[pick(values)]
+        if (question, *values) in seen:
+            continue
+        seen.add((question, *values))
         problems.append(Problem(id=f"{rule}-{len(problems):05d}", task=f"world-{rule}", kind="choice",
-                                question=question, answer=LETTERS[answer], choices=[str(v) for v in values],
+                                question=question, answer=answer, choices=[str(v) for v in values],
                                 source=f"problems.world rule={rule} seed={seed}"))
     return problems
 
@@ -63,7 +91,7 @@ def _tied(rule: str, values: list[int]) -> bool:
     return distances[0] == distances[1]
 
 
-def write_world(path: str | Path, rule: str = "even", count: int = 1200, seed: int = 0, low: int = 10,
+def write_world(path: str | Path, rule: str = "paired", count: int = 1200, seed: int = 0, low: int = 10,
                 high: int = 99) -> Path:
     """Write a world as a JSONL problems file (one `Problem` per line)."""
     out = Path(path)
@@ -75,7 +103,7 @@ def write_world(path: str | Path, rule: str = "even", count: int = 1200, seed: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rule", default="even", choices=sorted(RULES))
+    parser.add_argument("--rule", default="paired", choices=sorted([*RULES, "paired"]))
     parser.add_argument("--count", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--low", type=int, default=10, help="the smallest option value")

@@ -52,6 +52,13 @@ class SamplingConfig(BaseModel):
     seed: int | None = Field(default=0, description="Sampling seed; same seed, same prompts -> same outputs.")
 
 
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU has bf16 matrix kernels (AVX-512 BF16, which every AMX CPU also has)."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported()
+
+
 class EngineConfig(BaseModel):
     """Which engine runs a stage, and how. Frozen: stages take it as it is, and it keys the loaded engine."""
 
@@ -97,7 +104,7 @@ class EngineConfig(BaseModel):
 
         if torch.cuda.is_available():
             return stored if stored == "float16" or torch.cuda.is_bf16_supported() else "float32"
-        return "bfloat16" if stored == "bfloat16" and torch.cpu._is_avx512_bf16_supported() else "float32"
+        return "bfloat16" if stored == "bfloat16" and cpu_runs_bf16() else "float32"
 
     @field_validator("vllm_python")
     @classmethod
@@ -136,10 +143,16 @@ class TrainConfig(BaseModel):
         default=None, gt=0.0, description="None: with LoRA 2e-4 for SFT, 5e-6 for DPO; without, 2e-5 and 5e-7 "
         "(LoRA takes about 10x a full fine-tune's rate; the paper's full-parameter DPO used 5e-7).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        default="auto", description="Training precision: 'auto' is bf16 mixed precision where the device supports "
-        "it (a CUDA GPU with bf16), else fp32 (CPUs without AVX-512 run bf16 several times slower).")
+        default="auto", description="Training precision: 'auto' is bf16 mixed precision on a CUDA GPU with bf16, and "
+        "on a CPU with bf16 kernels (AVX-512 BF16 or AMX) for a checkpoint stored in bf16 (SmolLM2: several times "
+        "fp32's tokens/s there, bench/training.py), as the engines compute; else fp32 (the tiny float32 models, and "
+        "CPUs without bf16 kernels, which run it several times slower).")
     epochs: float = Field(default=1.0, gt=0.0)
     max_steps: int = Field(default=-1, description="Stop each stage after this many optimiser steps; -1: all epochs.")
+    max_records: int | None = Field(
+        default=None, ge=1, description="Train on at most this many of the dataset's records, a seeded sample; null: "
+        "all. bench/learning.py sets it for the learning lineage and the shuffled-verifier control alike, so the "
+        "control trains on as much data, for as many steps, as the lineage it is compared with.")
     batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_length: int = Field(default=1024, ge=16, description="Tokens per training sequence at most.")
@@ -155,12 +168,15 @@ class TrainConfig(BaseModel):
         dpo = self.setting.startswith("dpo")
         return self.learning_rate or ((5e-6 if dpo else 2e-4) if self.lora else (5e-7 if dpo else 2e-5))
 
-    def bf16(self) -> bool:
+    def bf16(self, stored: str = "float32") -> bool:
+        """Whether to train in bf16 mixed precision, for a checkpoint whose weights are stored in `stored`."""
         import torch
 
-        if self.dtype == "auto":
-            return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return self.dtype == "bfloat16"
+        if self.dtype != "auto":
+            return self.dtype == "bfloat16"
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+        return stored == "bfloat16" and cpu_runs_bf16()
 
 
 class TokenLimits(BaseModel):
@@ -196,11 +212,16 @@ class GenerateConfig(TokenLimits):
     seed: int = Field(default=0, description="Seeds instruction draws and reflection sampling.")
     rich_feedback: bool = Field(default=False, description="Show the verifier's reason to the reflector, not just "
                                 "'wrong'; the code verifier's then names the failing assert, the values and the output.")
-    verdicts: Literal["verifier", "shuffled"] = Field(
+    verdicts: Literal["verifier", "shuffled", "inverted"] = Field(
         default="verifier", description="'shuffled' is the negative control of learning: each trial's verdict is "
         "moved to another trial of the same step of the shard by a seeded permutation, which keeps the share "
         "judged correct and cuts its link to the answer. A loop that still 'learns' under it learns something "
-        "other than the task. Evaluation always uses the true verifier.")
+        "other than the task. 'inverted' is an injected fault (bench/learning.py --fault unfixed-dplus): each "
+        "second trial's verdict is flipped, so D+ holds the reflections that did not fix. Evaluation always uses "
+        "the true verifier.")
+    weights: Literal["latest", "one-round-old"] = Field(
+        default="latest", description="The weights a round generates and trains from: the lineage's latest, or "
+        "(an injected fault, bench/learning.py --fault stale-weights) the ones a round older.")
 
     def trial_sampling(self) -> SamplingConfig:
         return SamplingConfig(n=1, temperature=0.0, max_tokens=self.trial_max_tokens, seed=self.seed)

@@ -20,9 +20,16 @@ from reflectevo.shards import content_key, finished, read_jsonl, write_shard
 from stages.trial import attempt_batch, first_trials
 
 
-def judged(attempts: list[Attempt], cfg: GenerateConfig, salt: str) -> list[Attempt]:
-    """The attempts with the verdicts generation acts on: the verifier's, or under the shuffled control a seeded
-    permutation of them (status and reason travel together; prompts and outputs stay)."""
+FLIPPED = {"correct": "wrong", "wrong": "correct"}
+
+
+def judged(attempts: list[Attempt], cfg: GenerateConfig, salt: str, second: bool = False) -> list[Attempt]:
+    """The attempts with the verdicts generation acts on: the verifier's, under the shuffled control a seeded
+    permutation of them (status and reason travel together; prompts and outputs stay), or with `verdicts:
+    inverted` the second trials' verdicts flipped (an unparseable one stays unparseable)."""
+    if cfg.verdicts == "inverted":
+        return [a.model_copy(update={"status": FLIPPED.get(a.status, a.status), "reason": "inverted (fault)"})
+                for a in attempts] if second else attempts
     if cfg.verdicts == "verifier" or len(attempts) < 2:
         return attempts
     order = list(range(len(attempts)))
@@ -63,7 +70,7 @@ def run_round_steps(engine: Engine, problems: list[Problem], cfg: GenerateConfig
                       for i, _, _, _, c in flat]
     t = time.perf_counter()
     seconds = judged(attempt_batch(engine, [problems[i] for i, *_ in flat], second_prompts, cfg.trial_sampling(),
-                                   trial=2), cfg, f"{round_}:{shard}:second")
+                                   trial=2), cfg, f"{round_}:{shard}:second", second=True)
     timings["second_trial_s"] = time.perf_counter() - t
 
     reflections: dict[int, list[Reflection]] = {i: [] for i in wrong}

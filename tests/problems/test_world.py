@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 
 from problems import load_problems
-from problems.world import RULES, world_problems, write_world
+from problems.world import RULES, pairing, world_problems, write_world
 from reflectevo.config import ProblemSource
 
 
@@ -51,3 +52,21 @@ def test_the_value_range_is_a_parameter_of_the_file_too(tmp_path):
 def test_an_unknown_rule_is_named():
     with pytest.raises(ValueError, match="unknown world rule 'median'"):
         world_problems("median", 5)
+
+
+def test_paired_answers_the_named_options_partner_never_the_named_one():
+    problems = world_problems("paired", 1200, seed=4, high=29)
+    partner = pairing(4)
+    assert sorted(partner.values()) == list("ABCD") and all(a != b for a, b in partner.items())
+    assert len({tuple(pairing(s).items()) for s in range(20)}) > 1  # the rule is the world seed's
+    for p in problems:
+        named = re.fullmatch(r"Which option is paired with option \(([A-D])\)\?", p.question).group(1)
+        assert p.answer == partner[named] != named
+    letters = Counter(p.answer for p in problems)
+    assert all(abs(letters[c] / len(problems) - 0.25) < 0.05 for c in "ABCD")
+
+
+@pytest.mark.parametrize("rule", ["paired", "even"])
+def test_no_two_problems_of_a_world_ask_the_same(rule):
+    problems = world_problems(rule, 900, seed=0, high=29)  # 20 values: repeats are drawn, and skipped
+    assert len({(p.question, *p.choices) for p in problems}) == len(problems) == 900

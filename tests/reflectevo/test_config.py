@@ -52,3 +52,19 @@ def test_auto_dtype_is_the_checkpoints_where_the_hardware_runs_it(monkeypatch, c
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16)
     assert EngineConfig().resolved_dtype(stored) == expected
     assert EngineConfig(dtype="float32").resolved_dtype(stored) == "float32"
+
+
+@pytest.mark.parametrize("cuda, cpu_bf16, stored, expected", [
+    (False, True, "bfloat16", True),  # SmolLM2 on a CPU with bf16 kernels: bf16 mixed precision, as the engine
+    (False, False, "bfloat16", False),
+    (False, True, "float32", False),  # the tiny float32 models train in fp32 everywhere
+])
+def test_auto_training_precision_follows_the_engines_rule(monkeypatch, cuda, cpu_bf16, stored, expected):
+    import torch
+
+    from reflectevo.config import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu_bf16)
+    assert TrainConfig().bf16(stored) is expected
+    assert TrainConfig(dtype="bfloat16").bf16(stored) and not TrainConfig(dtype="float32").bf16(stored)
