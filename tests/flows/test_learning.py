@@ -13,6 +13,7 @@ and a gain of 0.15 and 4 stderr. The bench's own targets (0.25) are for the swee
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -22,16 +23,22 @@ pytestmark = pytest.mark.prefect
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def bench_module():
+@pytest.fixture
+def bench(monkeypatch):
+    """bench/learning.py as a module; the environment defaults it sets on import are undone after the test."""
+    for key in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PREFECT_SERVER_ANALYTICS_ENABLED",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "REFLECTEVO_ENGINE_SLOTS"):
+        monkeypatch.setenv(key, os.environ.get(key, ""))  # registers the value (or its absence) to restore
+        if not os.environ[key]:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("REFLECTEVO_ENGINE_SLOTS", "2")  # the two lineages side by side, as the bench runs them
     spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_world_is_learnt_in_3_rounds_and_the_matched_shuffled_control_is_not(prefect_harness, tmp_path, monkeypatch):
-    monkeypatch.setenv("REFLECTEVO_ENGINE_SLOTS", "2")  # the two lineages side by side, as the bench runs them
-    bench = bench_module()
+def test_world_is_learnt_in_3_rounds_and_the_matched_shuffled_control_is_not(prefect_harness, tmp_path, bench):
     args = bench.parser().parse_args(["--rounds", "3", "--min-gain", "0.15", "--out", str(tmp_path),
                                       "--png", str(tmp_path / "curve.png")])
     result = bench.measure(args)
@@ -50,8 +57,7 @@ def test_world_is_learnt_in_3_rounds_and_the_matched_shuffled_control_is_not(pre
     assert (tmp_path / "curve.png").stat().st_size > 0
 
 
-def test_the_bench_fails_when_dplus_holds_the_reflections_that_did_not_fix(prefect_harness, tmp_path):
-    bench = bench_module()
+def test_the_bench_fails_when_dplus_holds_the_reflections_that_did_not_fix(prefect_harness, tmp_path, bench):
     args = bench.parser().parse_args(["--rounds", "2", "--no-control", "--fault", "unfixed-dplus",
                                       "--out", str(tmp_path), "--png", ""])
     result = bench.measure(args)
