@@ -175,15 +175,17 @@ def summarize_repairs(repairs: list[Repair]) -> list[str]:
     return out
 
 
-def content_key(p: Problem) -> tuple:
+def question_key(p: Problem) -> tuple:
     """What a model is asked: two problems with the same key are one question, whatever their ids."""
     return p.task, p.kind, p.question.strip(), tuple(c.strip() for c in p.choices), tuple(p.tests), p.test_setup_code
 
 
 def dedupe(problems: list[Problem]) -> list[Problem]:
     """The problems without repeats of an earlier one's content (the first of each stays)."""
-    seen: set[tuple] = set()
-    return [p for p in problems if not (content_key(p) in seen or seen.add(content_key(p)))]
+    first: dict[tuple, Problem] = {}
+    for p in problems:
+        first.setdefault(question_key(p), p)
+    return list(first.values())
 
 
 def split_pool_eval(problems: list[Problem], eval_fraction: float, seed: int) -> tuple[list[Problem], list[Problem]]:
